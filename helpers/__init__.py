@@ -1,0 +1,1 @@
+"""Código compartido del curso curso-lora: modelo base, tarea, evaluación, entrenamiento y gráficas."""

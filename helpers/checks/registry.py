@@ -1,0 +1,56 @@
+"""Registro único de ejercicios: cuaderno, nombre, nivel, puntos y enunciado corto.
+
+Lo leen las comprobaciones (cuántos puntos da cada una) y la corrección (qué ejercicios espera en
+cada cuaderno). Niveles: 🐢 básico, 🐕 intermedio, 🦁 avanzado.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+POINTS_BY_LEVEL = {"🐢": 1, "🐕": 2, "🦁": 3}
+
+
+@dataclass(frozen=True)
+class ExerciseInfo:
+    notebook: str
+    name: str
+    level: str
+    title: str
+
+    @property
+    def points(self) -> int:
+        return POINTS_BY_LEVEL[self.level]
+
+
+EXERCISES = [
+    ExerciseInfo("load_lora_adapter_example", "load_adapter", "🐢",
+                 "Carga un adaptador preentrenado con PeftModel.from_pretrained"),
+    ExerciseInfo("load_lora_adapter_example", "merge_adapter", "🐕",
+                 "Fusiona el adaptador y valida el modelo fusionado contra el adaptador"),
+    ExerciseInfo("load_lora_adapter_example", "switch_adapters", "🦁",
+                 "Cambia entre varios adaptadores y descárgalos (unload)"),
+    ExerciseInfo("lora_finetuning", "lora_config", "🐢", "Define la LoraConfig"),
+    ExerciseInfo("lora_finetuning", "sft_trainer", "🐢", "Entrena con SFTTrainer y la LoraConfig"),
+    ExerciseInfo("lora_finetuning", "rank_sweep", "🐕", "Compara varios rangos con el mismo presupuesto"),
+    ExerciseInfo("lora_finetuning", "full_finetuning", "🦁",
+                 "Ajuste fino completo como referencia, con el mismo presupuesto"),
+    ExerciseInfo("lora_finetuning", "olora", "🦁", "OLoRA y su conversión al guardar"),
+    ExerciseInfo("lora_finetuning", "merge_and_save", "🐕", "Fusiona, valida, guarda y recarga"),
+    ExerciseInfo("lora_finetuning", "pipeline_inference", "🐕",
+                 "Extra: inferencia con el adaptador guardado y un pipeline"),
+]
+
+NOTEBOOKS = tuple(dict.fromkeys(e.notebook for e in EXERCISES))
+
+
+def exercises_for(notebook: str) -> list[ExerciseInfo]:
+    """Los ejercicios de un cuaderno, en orden."""
+    return [e for e in EXERCISES if e.notebook == notebook]
+
+
+def info(notebook: str, name: str) -> ExerciseInfo:
+    for e in EXERCISES:
+        if (e.notebook, e.name) == (notebook, name):
+            return e
+    raise KeyError(f"No hay ningún ejercicio {name!r} en el cuaderno {notebook!r}.")

@@ -1,0 +1,29 @@
+"""Fixtures compartidas: el modelo base y la tarea se cargan una sola vez por sesión de pruebas."""
+
+import pytest
+
+from helpers.data import make_splits
+from helpers.model import load_base_model
+
+
+@pytest.fixture(scope="session")
+def base():
+    """(model, tokenizer) del modelo base del curso en CPU. No lo modifiques: cárgalo de nuevo si hace falta."""
+    return load_base_model("cpu")
+
+
+@pytest.fixture(scope="session")
+def splits():
+    """Los conjuntos ISO de la tarea (semilla 0)."""
+    return make_splits("iso")
+
+
+@pytest.fixture(autouse=True)
+def lenient_checks(monkeypatch):
+    """En las pruebas de Python, una comprobación que falla devuelve False (no lanza), como ve el alumno.
+
+    `make test` pone CURSO_LORA_STRICT=1 para que nbval note un fallo en los cuadernos de soluciones.
+    """
+    from helpers.checks import STRICT_ENV
+
+    monkeypatch.delenv(STRICT_ENV, raising=False)
