@@ -20,7 +20,7 @@ lab: setup
 	$(BIN)/jupyter lab --notebook-dir=.
 
 test: setup
-	CURSO_LORA_STRICT=1 $(BIN)/python -m pytest tests solutions --nbval-lax --nbval-current-env
+	CURSO_LORA_STRICT=1 $(BIN)/python -m pytest tests $(wildcard solutions/*.ipynb) --nbval-lax --nbval-current-env
 
 test-fast: setup
 	$(BIN)/python -m pytest tests -m "not slow"
@@ -45,7 +45,7 @@ grade: setup
 	$(BIN)/python -m helpers.grade $(ENTREGAS) --csv $(or $(CSV),notas.csv)
 
 bench: setup
-	$(BIN)/python -m benchmarks.foundation
+	$(BIN)/python benchmarks/foundation.py
 
 clean:
 	rm -rf salidas .pytest_cache

@@ -1,0 +1,109 @@
+"""Benchmark de la base del curso (``make bench``): medianas en una sola ejecución.
+
+1. Primera carga: conversión GGUF -> carpeta de Hugging Face en una caché vacía, más la carga.
+2. Carga con la caché ya hecha (``from_pretrained(carpeta)``).
+3. Un paso de entrenamiento LoRA (SFTTrainer, lote 16 de la tarea) con ``sft_device_args()``,
+   frente al mismo paso con *activation checkpointing* (el valor por defecto de TRL).
+
+Uso: ``python benchmarks/foundation.py [--repeats N] [--steps N]``. Escribe un JSON en salidas/bench/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import tempfile
+import time
+
+import torch
+from peft import LoraConfig
+from transformers import TrainerCallback
+from trl import SFTConfig, SFTTrainer
+
+from helpers import model as course_model
+from helpers.data import make_splits
+from helpers.paths import output_dir
+from helpers.training import sft_device_args
+
+
+def time_first_load(repeats: int) -> list[float]:
+    times = []
+    for _ in range(repeats):
+        with tempfile.TemporaryDirectory() as cache:
+            os.environ[course_model.CACHE_ENV] = cache
+            start = time.perf_counter()
+            course_model.load_base_model("cpu")
+            times.append(time.perf_counter() - start)
+    os.environ.pop(course_model.CACHE_ENV)
+    return times
+
+
+def time_cached_load(repeats: int) -> list[float]:
+    course_model.converted_model_dir()  # asegura la caché
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        course_model.load_base_model("cpu")
+        times.append(time.perf_counter() - start)
+    return times
+
+
+class StepTimer(TrainerCallback):
+    def __init__(self):
+        self.times, self._start = [], 0.0
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        self._start = time.perf_counter()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.times.append(time.perf_counter() - self._start)
+
+
+def time_lora_steps(steps: int, **overrides) -> list[float]:
+    torch.manual_seed(0)
+    model, tokenizer = course_model.load_base_model("cpu")
+    timer = StepTimer()
+    with tempfile.TemporaryDirectory() as out:
+        args = SFTConfig(output_dir=out, max_steps=steps, per_device_train_batch_size=16, learning_rate=1e-3,
+                         logging_steps=steps, save_strategy="no", disable_tqdm=True,
+                         **{**sft_device_args("cpu"), **overrides})
+        trainer = SFTTrainer(model=model, args=args, train_dataset=make_splits("iso")["train"],
+                             processing_class=tokenizer, callbacks=[timer],
+                             peft_config=LoraConfig(r=8, lora_alpha=16, target_modules="all-linear",
+                                                    task_type="CAUSAL_LM"))
+        trainer.train()
+    return timer.times[1:]  # el primer paso incluye el calentamiento
+
+
+def summary(name: str, times: list[float]) -> dict:
+    med = statistics.median(times)
+    print(f"{name:<48} mediana {med:7.2f} s   (n={len(times)}: {', '.join(f'{t:.2f}' for t in times)})")
+    return {"median_s": med, "runs_s": times}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3, help="repeticiones de cada carga")
+    parser.add_argument("--steps", type=int, default=6, help="pasos de entrenamiento por variante")
+    args = parser.parse_args()
+    print(f"CPU: {os.cpu_count()} núcleos, torch {torch.__version__}, {platform.processor() or platform.machine()}")
+    results = {
+        "first_load": summary("Primera carga (conversión GGUF + carga)", time_first_load(args.repeats)),
+        "cached_load": summary("Carga con caché", time_cached_load(max(args.repeats, 5))),
+        "lora_step": summary("Paso LoRA lote 16 (sft_device_args)", time_lora_steps(args.steps)),
+        "lora_step_checkpointing": summary("Paso LoRA lote 16 (con activation checkpointing)",
+                                           time_lora_steps(args.steps, activation_checkpointing=True)),
+    }
+    ratio = results["lora_step_checkpointing"]["median_s"] / results["lora_step"]["median_s"]
+    print(f"Checkpointing cuesta x{ratio:.2f} por paso en CPU; primera carga / carga con caché: "
+          f"x{results['first_load']['median_s'] / results['cached_load']['median_s']:.0f}")
+    path = output_dir("bench") / "foundation.json"
+    path.write_text(json.dumps(results, indent=2))
+    print(f"Resultados en {path}")
+
+
+if __name__ == "__main__":
+    main()
