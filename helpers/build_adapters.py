@@ -96,6 +96,9 @@ def _finalize(saved: Path) -> None:
     written = json.loads((saved / "adapter_config.json").read_text())
     expected = adapter_config_dict()
     written.update(base_model_name_or_path=BASE_MODEL_NAME)
+    # PEFT escribe los conjuntos (target_modules) como listas en un orden que cambia de un proceso a otro
+    set_fields = {k for k, v in lora_config().to_dict().items() if isinstance(v, (set, frozenset))}
+    written.update({k: sorted(written[k]) for k in set_fields if isinstance(written.get(k), list)})
     if _jsonable(written) != expected:
         changed = sorted(k for k in set(written) | set(expected) if written.get(k) != expected.get(k))
         raise RuntimeError(f"adapter_config.json no coincide con la receta en: {', '.join(changed)}")

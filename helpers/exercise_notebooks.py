@@ -11,8 +11,9 @@ Uso: ``python -m helpers.exercise_notebooks`` (escribe; guarda antes una copia d
 
 from __future__ import annotations
 
-import ast
 import argparse
+import ast
+import re
 import sys
 import textwrap
 import time
@@ -42,35 +43,77 @@ def solution_regions(source: str) -> list[str]:
     return regions
 
 
-def assigned_names(code: str) -> list[str]:
-    """Nombres que el código asigna en su nivel superior (``x = ...``, ``def f``, ``for x in``...)."""
+def _parse(source: str) -> ast.Module:
+    """El árbol de una celda; entiende la sintaxis de IPython (``%magia``, ``!orden``)."""
     try:
-        tree = ast.parse(textwrap.dedent(code))
+        return ast.parse(source)
+    except SyntaxError:
+        from IPython.core.inputtransformer2 import TransformerManager
+
+        return ast.parse(TransformerManager().transform_cell(source))
+
+
+def _bound(target) -> list[str]:
+    """Nombres que liga un destino de asignación (``x``, ``a, *b``), no ``obj.attr`` ni ``d[k]``."""
+    if isinstance(target, ast.Name):
+        return [target.id]
+    if isinstance(target, ast.Starred):
+        return _bound(target.value)
+    if isinstance(target, (ast.Tuple, ast.List)):
+        return [name for element in target.elts for name in _bound(element)]
+    return []
+
+
+def _bindings(statements) -> list[str]:
+    names = []
+    for node in statements:
+        if isinstance(node, ast.Assign):
+            names += [name for target in node.targets for name in _bound(target)]
+        elif isinstance(node, (ast.AnnAssign, ast.AugAssign)):
+            names += _bound(node.target)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.append(node.name)
+        elif isinstance(node, (ast.For, ast.AsyncFor)):
+            names += _bound(node.target) + _bindings(node.body) + _bindings(node.orelse)
+        elif isinstance(node, (ast.With, ast.AsyncWith)):
+            names += [name for item in node.items if item.optional_vars
+                      for name in _bound(item.optional_vars)]
+            names += _bindings(node.body)
+        elif isinstance(node, (ast.If, ast.While)):
+            names += _bindings(node.body) + _bindings(node.orelse)
+        elif isinstance(node, ast.Try) or type(node).__name__ == "TryStar":
+            names += _bindings(node.body) + _bindings(node.orelse) + _bindings(node.finalbody)
+            for handler in node.handlers:
+                names += _bindings(handler.body)
+    return names
+
+
+def assigned_names(code: str) -> list[str]:
+    """Nombres que el código liga en el ámbito del cuaderno (``x = ...``, ``def f``, ``for x in``...).
+
+    Entra en los bloques (``for``, ``if``, ``with``, ``try``...), que en Python no crean ámbito, pero no
+    en funciones ni clases. ``obj.attr = ...`` y ``d[k] = ...`` no ligan ningún nombre.
+    """
+    try:
+        tree = _parse(textwrap.dedent(code))
     except SyntaxError:
         return []
-    names = []
-    for node in tree.body:
-        targets = []
-        if isinstance(node, ast.Assign):
-            targets = node.targets
-        elif isinstance(node, (ast.AnnAssign, ast.AugAssign)):
-            targets = [node.target]
-        elif isinstance(node, (ast.FunctionDef, ast.ClassDef)):
-            names.append(node.name)
-        elif isinstance(node, (ast.With,)):
-            targets = [item.optional_vars for item in node.items if item.optional_vars]
-        for target in targets:
-            names += [n.id for n in ast.walk(target) if isinstance(n, ast.Name)]
-    return list(dict.fromkeys(names))
+    return list(dict.fromkeys(_bindings(tree.body)))
 
 
 def strip_solutions(source: str, exercise: str) -> str:
     """La celda sin sus zonas de solución: un TODO y los nombres asignados a ``None``."""
     out, region, indent = [], None, ""
-    for line in source.splitlines():
+    for number, line in enumerate(source.splitlines(), start=1):
         if line.strip() == BEGIN:
+            if region is not None:
+                raise ValueError(f"'{BEGIN}' repetido en la línea {number} sin cerrar el anterior "
+                                 f"(ejercicio {exercise!r}): añade '{END}'.")
             region, indent = [], line[: len(line) - len(line.lstrip())]
-        elif line.strip() == END and region is not None:
+        elif line.strip() == END:
+            if region is None:
+                raise ValueError(f"'{END}' en la línea {number} sin un '{BEGIN}' antes "
+                                 f"(ejercicio {exercise!r}).")
             names = assigned_names("\n".join(region))
             out.append(indent + TODO.format(name=exercise))
             out += [f"{indent}{name} = None" for name in names] or ([f"{indent}pass"] if indent else [])
@@ -93,24 +136,28 @@ def exercise_for_cell(cells: list, index: int) -> str:
 
 
 def checks_called(source: str) -> list[str]:
-    """Los ejercicios que una celda comprueba: ``checks.X(...)`` (no ``checks.X.hint()``)."""
+    """Los ejercicios que una celda comprueba: ``checks.X(...)`` (no ``checks.X.hint()`` ni comentarios)."""
     try:
-        tree = ast.parse(source)
-    except SyntaxError:
-        return []
+        tree = _parse(source)
+    except SyntaxError:  # celda con un error de sintaxis: la llamada cuenta si está escrita
+        code = "\n".join(line.split("#", 1)[0] for line in source.splitlines())
+        return re.findall(r"(?<![\w.])checks\.(\w+)\s*\(", code)
     return [node.func.attr for node in ast.walk(tree)
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
             and isinstance(node.func.value, ast.Name) and node.func.value.id == "checks"]
 
 
 def exercise_notebook(solution):
-    """Versión de ejercicios de un cuaderno de soluciones (un objeto de nbformat)."""
+    """Versión de ejercicios de un cuaderno de soluciones (un objeto de nbformat; no lo modifica)."""
     nb = nbformat.from_dict(solution)
     for index, cell in enumerate(nb.cells):
         if cell.cell_type != "code":
             continue
-        if BEGIN in cell.source:
-            cell.source = strip_solutions(cell.source, exercise_for_cell(nb.cells, index))
+        if BEGIN in cell.source or END in cell.source:
+            try:
+                cell.source = strip_solutions(cell.source, exercise_for_cell(nb.cells, index))
+            except ValueError as error:
+                raise ValueError(f"Celda {index + 1}: {error}") from None
         cell.outputs, cell.execution_count = [], None
         cell.metadata.pop("execution", None)
     return nb
@@ -120,32 +167,65 @@ def render(nb) -> str:
     return nbformat.writes(nb) + "\n"
 
 
-def expected_exercise_notebooks() -> dict[Path, str]:
-    """Lo que `notebooks/` debe contener: ruta -> texto."""
-    return {NOTEBOOKS_DIR / src.name: render(exercise_notebook(nbformat.read(src, as_version=4)))
-            for src in sorted(SOLUTIONS_DIR.glob("*.ipynb"))}
+def expected_exercise_notebooks(solutions_dir: Path | None = None,
+                                notebooks_dir: Path | None = None) -> dict[Path, str]:
+    """Lo que `notebooks/` debe contener: ruta -> texto (por defecto, las carpetas del curso)."""
+    solutions_dir = Path(solutions_dir or SOLUTIONS_DIR)
+    notebooks_dir = Path(notebooks_dir or NOTEBOOKS_DIR)
+    expected = {}
+    for src in sorted(solutions_dir.glob("*.ipynb")):
+        try:
+            expected[notebooks_dir / src.name] = render(exercise_notebook(nbformat.read(src, as_version=4)))
+        except ValueError as error:
+            raise ValueError(f"{src.name}: {error}") from None
+    return expected
 
 
-def main(argv: list[str] | None = None) -> int:
+def _shown(path: Path) -> str:
+    try:
+        return str(path.relative_to(COURSE_ROOT))
+    except ValueError:
+        return str(path)
+
+
+def _backup(path: Path, text: str) -> Path:
+    """Copia ``text`` en ``salidas/copias_de_notebooks/`` con un nombre que no pisa copias anteriores."""
+    folder = output_dir("copias_de_notebooks")
+    stem = f"{path.stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+    backup, n = folder / f"{stem}.ipynb", 1
+    while backup.exists():
+        n += 1
+        backup = folder / f"{stem}-{n}.ipynb"
+    backup.write_text(text, encoding="utf-8")
+    return backup
+
+
+def main(argv: list[str] | None = None, *, solutions_dir: Path | None = None,
+         notebooks_dir: Path | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="no escribe; falla si notebooks/ no está al día")
     args = parser.parse_args(argv)
+    notebooks_dir = Path(notebooks_dir or NOTEBOOKS_DIR)
+    expected = expected_exercise_notebooks(solutions_dir, notebooks_dir)
     stale = []
-    for path, text in expected_exercise_notebooks().items():
+    for path, text in expected.items():
         current = path.read_text(encoding="utf-8") if path.exists() else None
         if current == text:
             continue
         stale.append(path)
         if not args.check:
             if current is not None:  # nunca se pierde lo que alguien escribió en notebooks/
-                backup = output_dir("copias_de_notebooks") / f"{path.stem}-{time.strftime('%Y%m%d-%H%M%S')}.ipynb"
-                backup.write_text(current, encoding="utf-8")
-                print(f"copia de seguridad de la versión anterior: {backup}")
-            path.parent.mkdir(exist_ok=True)
+                print(f"copia de seguridad de la versión anterior: {_backup(path, current)}")
+            path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text, encoding="utf-8")
-            print(f"escrito {path.relative_to(COURSE_ROOT)}")
-    if args.check and stale:
-        print("Desactualizados (ejecuta `make exercises`): " + ", ".join(p.name for p in stale))
+            print(f"escrito {_shown(path)}")
+    orphans = sorted(set(notebooks_dir.glob("*.ipynb")) - set(expected))
+    if orphans:
+        print("Sin cuaderno de soluciones (no se tocan; bórralos si sobran): "
+              + ", ".join(p.name for p in orphans))
+    if args.check and (stale or orphans):
+        if stale:
+            print("Desactualizados (ejecuta `make exercises`): " + ", ".join(p.name for p in stale))
         return 1
     return 0
 

@@ -80,13 +80,23 @@ def exercise(notebook: str, hint: str):
     return lambda check: Exercise(notebook, check, hint)
 
 
-def solution_code(notebook: str, name: str) -> str:
-    """El código de solución del ejercicio, leído de ``solutions/`` (la única fuente)."""
+def solution_code(notebook: str, name: str, solutions_dir=None) -> str:
+    """El código de solución del ejercicio, leído de ``solutions/`` (la única fuente).
+
+    Son las zonas de solución que hay entre la comprobación anterior y ``checks.<name>(...)``.
+    """
+    from pathlib import Path
+
     import nbformat
 
-    from ..exercise_notebooks import SOLUTIONS_DIR, checks_called, solution_regions
+    from .. import exercise_notebooks
+    from ..exercise_notebooks import checks_called, solution_regions
 
-    cells = nbformat.read(SOLUTIONS_DIR / f"{notebook}.ipynb", as_version=4).cells
+    path = Path(solutions_dir or exercise_notebooks.SOLUTIONS_DIR) / f"{notebook}.ipynb"
+    try:
+        cells = nbformat.read(path, as_version=4).cells
+    except (OSError, ValueError) as error:  # falta el cuaderno o está dañado: se dice, sin traza
+        return f"(no puedo leer el cuaderno de soluciones {path}: {type(error).__name__}: {error})"
     regions, pending = [], []
     for cell in cells:
         if cell.cell_type != "code":

@@ -1,0 +1,214 @@
+"""La maquinaria de las comprobaciones: ✅/❌ con su carga MIME, modo estricto, pistas y soluciones."""
+
+import importlib
+import pkgutil
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+import helpers.checks as checks_pkg
+from helpers import exercise_notebooks
+from helpers.checks import RESULT_MIME, STRICT_ENV, Exercise, core, exercise, expect
+from helpers.checks.core import solution_code
+from helpers.checks.registry import EXERCISES, NOTEBOOKS, POINTS_BY_LEVEL, exercises_for, info
+
+
+@pytest.fixture
+def shown(monkeypatch):
+    """Lo que las comprobaciones muestran: una lista de paquetes MIME."""
+    bundles = []
+    monkeypatch.setattr(core, "_show", bundles.append)
+    return bundles
+
+
+def make_lora_config_check():
+    """Una comprobación de verdad, con el nombre de un ejercicio del registro (🐢, 1 punto)."""
+    @exercise("lora_finetuning", hint="Mira los argumentos r y lora_alpha de LoraConfig.")
+    def lora_config(config):
+        """Comprueba la LoraConfig."""
+        expect(config is not None, "Todavía no hay configuración: crea `peft_config = LoraConfig(...)`.")
+        rank = getattr(config, "r", None)
+        expect(rank == 8, f"El rango es {rank!r}; prueba con r=8.")
+        return "Rango 8: bien."
+    return lora_config
+
+
+class Config:
+    def __init__(self, r):
+        self.r = r
+
+
+def test_passing_check_shows_tick_and_emits_the_result(shown):
+    check = make_lora_config_check()
+    assert isinstance(check, Exercise)
+    assert check(Config(8)) is True
+    (bundle,) = shown
+    entry = info("lora_finetuning", "lora_config")
+    assert bundle[RESULT_MIME] == {"notebook": "lora_finetuning", "exercise": "lora_config", "passed": True,
+                                   "points": entry.points, "max_points": entry.points}
+    for text in (bundle["text/plain"], bundle["text/markdown"]):
+        assert "✅" in text and entry.level in text and entry.title in text
+        assert f"({entry.points}/{entry.points} puntos)" in text and "Rango 8: bien." in text
+
+
+@pytest.mark.parametrize("answer, message", [
+    (None, "Todavía no hay configuración"),
+    (Config(16), "El rango es 16; prueba con r=8."),
+])
+def test_wrong_answer_shows_cross_and_the_specific_message(shown, answer, message):
+    check = make_lora_config_check()
+    assert check(answer) is False
+    (bundle,) = shown
+    assert bundle[RESULT_MIME]["passed"] is False and bundle[RESULT_MIME]["points"] == 0
+    assert bundle[RESULT_MIME]["max_points"] == info("lora_finetuning", "lora_config").points
+    text = bundle["text/plain"]
+    assert "❌" in text and message in text and "(0/1 puntos)" in text and "✅" not in text
+
+
+def test_an_exception_inside_a_check_is_a_cross_not_a_traceback(shown):
+    @exercise("lora_finetuning", hint="…")
+    def lora_config(config):
+        return config.peft_type.value  # AttributeError con un objeto equivocado
+
+    assert lora_config("no soy una LoraConfig") is False
+    text = shown[0]["text/plain"]
+    assert "❌" in text and "AttributeError" in text and "saltó un error" in text
+
+
+def test_no_praise_means_a_default_success_message(shown):
+    @exercise("lora_finetuning", hint="…")
+    def lora_config(config):
+        expect(True, "nunca")
+
+    assert lora_config(1) is True
+    assert "¡Correcto!" in shown[0]["text/plain"]
+
+
+def test_strict_mode_raises_on_failure_but_still_shows_it(shown, monkeypatch):
+    monkeypatch.setenv(STRICT_ENV, "1")
+    check = make_lora_config_check()
+    assert check(Config(8)) is True  # lo correcto no lanza
+    with pytest.raises(AssertionError, match=r"\[lora_config\] El rango es 4; prueba con r=8."):
+        check(Config(4))
+    assert shown[-1][RESULT_MIME]["passed"] is False
+
+
+def test_without_strict_mode_failure_returns_false(shown, monkeypatch):
+    monkeypatch.setenv(STRICT_ENV, "0")
+    assert make_lora_config_check()(Config(4)) is False
+
+
+def test_outside_ipython_the_text_is_printed(capsys):
+    check = make_lora_config_check()
+    check(Config(2))
+    out = capsys.readouterr().out
+    assert "❌" in out and "prueba con r=8" in out
+
+
+def test_inside_ipython_the_whole_bundle_is_displayed_raw(monkeypatch):
+    import IPython
+    import IPython.display
+
+    calls = []
+    monkeypatch.setattr(IPython, "get_ipython", lambda: object())
+    monkeypatch.setattr(IPython.display, "display", lambda obj, raw=False: calls.append((obj, raw)))
+    make_lora_config_check()(Config(8))
+    ((bundle, raw),) = calls
+    assert raw is True and bundle[RESULT_MIME]["passed"] is True and "text/markdown" in bundle
+
+
+def test_hint_and_repr(shown):
+    check = make_lora_config_check()
+    check.hint()
+    assert "💡" in shown[0]["text/plain"] and "Mira los argumentos r y lora_alpha" in shown[0]["text/plain"]
+    assert "lora_config" in repr(check) and ".hint()" in repr(check)
+    assert check.__doc__ == "Comprueba la LoraConfig."
+
+
+def test_a_check_must_be_in_the_registry():
+    with pytest.raises(KeyError, match="No hay ningún ejercicio"):
+        @exercise("lora_finetuning", hint="…")
+        def not_an_exercise(x):
+            return "?"
+
+
+# --- solution(): se lee de solutions/ (la única fuente) ----------------------------------------------
+
+@pytest.fixture
+def solutions_dir(tmp_path, monkeypatch):
+    """Un cuaderno de soluciones sintético con dos ejercicios, como carpeta de soluciones del curso."""
+    nb = new_notebook(cells=[
+        new_markdown_cell("## 🐢 Ejercicio"),
+        new_code_cell("from helpers.checks import finetuning as checks"),
+        new_code_cell("### BEGIN SOLUTION\npeft_config = LoraConfig(r=8)\n### END SOLUTION"),
+        new_code_cell("checks.lora_config(peft_config)"),
+        new_code_cell("x = 1\n### BEGIN SOLUTION\ntrainer = SFTTrainer(model)\n### END SOLUTION"),
+        new_code_cell("for r in RANKS:\n    ### BEGIN SOLUTION\n    trainer.train()\n    ### END SOLUTION\n"
+                      "    pass"),
+        new_code_cell("checks.sft_trainer(trainer)"),
+        new_code_cell("checks.rank_sweep(None)"),
+    ], metadata={"curso_lora": {"notebook": "lora_finetuning"}})
+    nbformat.write(nb, tmp_path / "lora_finetuning.ipynb")
+    monkeypatch.setattr(exercise_notebooks, "SOLUTIONS_DIR", tmp_path)
+    return tmp_path
+
+
+def test_solution_code_is_the_region_before_the_check(solutions_dir):
+    assert solution_code("lora_finetuning", "lora_config") == "peft_config = LoraConfig(r=8)"
+    assert solution_code("lora_finetuning", "sft_trainer") == "trainer = SFTTrainer(model)\n\ntrainer.train()"
+    assert "no encuentro la solución" in solution_code("lora_finetuning", "rank_sweep")
+    assert solution_code("lora_finetuning", "lora_config", solutions_dir=solutions_dir) == \
+        "peft_config = LoraConfig(r=8)"
+
+
+def test_solution_shows_the_code(solutions_dir, shown):
+    make_lora_config_check().solution()
+    (bundle,) = shown
+    assert "peft_config = LoraConfig(r=8)" in bundle["text/plain"]
+    assert "```python\npeft_config = LoraConfig(r=8)\n```" in bundle["text/markdown"]
+
+
+def test_solution_without_the_solutions_notebook_explains_instead_of_crashing(tmp_path, monkeypatch, shown):
+    monkeypatch.setattr(exercise_notebooks, "SOLUTIONS_DIR", tmp_path / "no_existe")
+    make_lora_config_check().solution()
+    assert "no puedo leer el cuaderno de soluciones" in shown[0]["text/plain"]
+    (tmp_path / "lora_finetuning.ipynb").write_text("{roto", encoding="utf-8")
+    assert "no puedo leer" in solution_code("lora_finetuning", "lora_config", solutions_dir=tmp_path)
+
+
+# --- el registro ------------------------------------------------------------------------------------
+
+def test_registry_points_and_names():
+    assert {e.points for e in EXERCISES} <= set(POINTS_BY_LEVEL.values())
+    assert all(e.points == POINTS_BY_LEVEL[e.level] for e in EXERCISES)
+    assert set(NOTEBOOKS) == {"lora_finetuning", "load_lora_adapter_example"}
+    assert len({(e.notebook, e.name) for e in EXERCISES}) == len(EXERCISES)
+    assert [e.name for e in exercises_for("load_lora_adapter_example")] == [
+        "load_adapter", "merge_adapter", "switch_adapters"]
+    with pytest.raises(KeyError):
+        info("lora_finetuning", "no_existe")
+
+
+def _course_exercises():
+    """Los objetos Exercise de los módulos de comprobaciones que ya existen, por cuaderno."""
+    found = {}
+    for module in pkgutil.iter_modules(checks_pkg.__path__):
+        if module.name in ("core", "registry"):
+            continue
+        mod = importlib.import_module(f"helpers.checks.{module.name}")
+        for value in vars(mod).values():
+            if isinstance(value, Exercise):
+                found.setdefault(value.info.notebook, {})[value.info.name] = (module.name, value)
+    return found
+
+
+def test_every_registered_exercise_has_one_check_with_a_hint():
+    found = _course_exercises()
+    if not found:
+        pytest.skip("todavía no hay módulos de comprobaciones")
+    for notebook, exercises in found.items():
+        assert set(exercises) == {e.name for e in exercises_for(notebook)}, notebook
+        assert len({module for module, _ in exercises.values()}) == 1, f"{notebook}: un módulo por cuaderno"
+        for name, (_, check) in exercises.items():
+            assert check._hint.strip(), f"{name}: falta la pista"
