@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.instalado
 PIP    := $(BIN)/pip install --quiet --disable-pip-version-check
 
-.PHONY: setup lab test test-fast exercises solutions adapters images grade bench clean
+.PHONY: setup lab test test-fast exercises solutions adapters images grade bench bench-notebooks clean
 
 setup: $(STAMP)
 
@@ -46,6 +46,9 @@ grade: setup
 
 bench: setup
 	$(BIN)/python benchmarks/foundation.py
+
+bench-notebooks: setup
+	$(BIN)/python benchmarks/notebooks.py
 
 clean:
 	rm -rf salidas .pytest_cache

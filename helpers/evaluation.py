@@ -35,7 +35,7 @@ def _encode(tokenizer, prompts: list[list[dict]], device):
 
 
 def generate(model, tokenizer, prompts: list[list[dict]], max_new_tokens: int = MAX_NEW_TOKENS,
-             batch_size: int = 32, progress: bool = False) -> list[str]:
+             batch_size: int = 128, progress: bool = False) -> list[str]:
     """Respuesta voraz (sin muestreo) a cada prompt de chat, por lotes con relleno a la izquierda."""
     answers = []
     batches = range(0, len(prompts), batch_size)
@@ -81,7 +81,7 @@ def exact_match(predictions: list[str], references: list[str]) -> int:
     return sum(p.strip() == r.strip() for p, r in zip(predictions, references, strict=True))
 
 
-def evaluate(model, tokenizer, dataset, batch_size: int = 32, progress: bool = True) -> EvalResult:
+def evaluate(model, tokenizer, dataset, batch_size: int = 128, progress: bool = True) -> EvalResult:
     """Exactitud (coincidencia exacta) del modelo en un conjunto de la tarea."""
     rows = list(dataset)
     predictions = generate(model, tokenizer, [r["prompt"] for r in rows], batch_size=batch_size,

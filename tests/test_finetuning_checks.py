@@ -119,6 +119,7 @@ def test_lora_config_passes(shown, base):
         (good_config(lora_dropout=0.9), "`lora_dropout=0.9`"),
         (good_config(target_modules=["query", "value"]), "no existen en el modelo: 'query', 'value'"),
         (good_config(target_modules=["q_proj", "c_attn"]), "no existen en el modelo: 'c_attn'"),
+        (good_config(target_modules=["self_attn", "mlp"]), "'mlp', 'self_attn': son bloques"),
     ],
 )
 def test_lora_config_fails_with_its_message(shown, base, answer, message):
@@ -445,8 +446,8 @@ def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("entrenado")
     args = SFTConfig(
         output_dir=str(root),
-        max_steps=56,
-        per_device_train_batch_size=4,
+        max_steps=40,
+        per_device_train_batch_size=8,
         learning_rate=1e-3,
         lr_scheduler_type="constant",
         logging_steps=1,

@@ -225,6 +225,17 @@ def load_adapter(model):
             f"({', '.join(sorted(config.target_modules))}), r={config.r}.")
 
 
+def _expect_plain_model(model, name: str, call: str, lora_advice: str) -> None:
+    """``model`` es lo que devuelve ``call``: un modelo de transformers sin PeftModel ni capas LoRA."""
+    expect(model is not None, f"`{name}` es None: guarda lo que devuelve `{call}`.")
+    expect(_is_torch_model(model), f"`{name}` es un {_type_name(model)}, no un modelo: pasa lo que devuelve "
+                                   f"`{call}`.")
+    expect(not _is_peft_model(model), f"`{name}` todavía es un PeftModel: `{call}` devuelve el modelo sin "
+                                      f"envoltorio (`{name} = {call}`).")
+    lora_left = _lora_layers(model)
+    expect(not lora_left, f"`{name}` todavía tiene {len(lora_left)} capas LoRA dentro. {lora_advice}")
+
+
 # ---------------------------------------------------------------- 🐕 fusionar
 @exercise(NOTEBOOK, hint=(
     "`merged = merge_model.merge_and_unload()` devuelve el modelo fusionado (ya no es un PeftModel). Calcula "
@@ -236,14 +247,9 @@ def merge_adapter(merged, max_diff, merged_dir):
     """El modelo fusionado con el adaptador ISO, su max|Δlogits| frente al adaptador y la carpeta guardada."""
     import torch
 
-    expect(merged is not None, "`merged` es None: asígnale lo que devuelve `merge_and_unload()`.")
-    expect(_is_torch_model(merged), f"`merged` es un {_type_name(merged)}, no un modelo: pasa lo que devuelve "
-                                    "`merge_and_unload()`.")
-    expect(not _is_peft_model(merged), "`merged` todavía es un PeftModel. `merge_and_unload()` devuelve el modelo "
-                                       "fusionado: `merged = merge_model.merge_and_unload()`.")
-    lora_left = _lora_layers(merged)
-    expect(not lora_left, f"`merged` todavía tiene {len(lora_left)} capas LoRA dentro (¿usaste `merge_adapter()` o "
-                          "`get_base_model()`?). `merge_and_unload()` fusiona y quita las capas LoRA.")
+    _expect_plain_model(merged, "merged", "merge_model.merge_and_unload()",
+                        "(¿usaste `merge_adapter()` o `get_base_model()`?) `merge_and_unload()` fusiona y quita "
+                        "las capas LoRA.")
     weights = _model_weights(merged, _target_keys(every=SAMPLE_EVERY))
     dtype = next(merged.parameters()).dtype
     errors = {fmt: _relative_error(weights, fmt, dtype) for fmt in (None, *ADAPTER_FORMATS)}
@@ -350,14 +356,8 @@ def switch_adapters(answers_by_adapter, restored):
                                       f"{FORMAT_NAMES[fmt]}. ¿Generaste con las primeras {n} filas de test "
                                       "(`test_prompts`) y con el adaptador correcto?")
     # el modelo tras unload()
-    expect(restored is not None, "`restored` es None: guarda lo que devuelve `model.unload()`.")
-    expect(_is_torch_model(restored), f"`restored` es un {_type_name(restored)}: pasa lo que devuelve "
-                                      "`model.unload()`.")
-    expect(not _is_peft_model(restored), "`restored` todavía es un PeftModel: `unload()` devuelve el modelo base "
-                                         "sin envoltorio (`restored = model.unload()`).")
-    lora_left = _lora_layers(restored)
-    expect(not lora_left, f"`restored` todavía tiene {len(lora_left)} capas LoRA dentro. `get_base_model()` "
-                          "devuelve el modelo con las capas inyectadas; `unload()` las quita.")
+    _expect_plain_model(restored, "restored", "model.unload()",
+                        "`get_base_model()` devuelve el modelo con las capas inyectadas; `unload()` las quita.")
     weights = _model_weights(restored, _target_keys(every=SAMPLE_EVERY))
     error = _relative_error(weights, None, next(restored.parameters()).dtype)
     expect(error is None or error < 1e-3,

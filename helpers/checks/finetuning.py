@@ -62,7 +62,7 @@ def _fresh_base(like):
     return model
 
 
-def _tokenizer_of(trainer_or_none, fallback_model=None):
+def _tokenizer_of(trainer_or_none):
     tok = getattr(trainer_or_none, "processing_class", None)
     if tok is not None:
         return tok
@@ -88,17 +88,28 @@ def _folder(path, what: str) -> Path:
     return folder
 
 
-def _target_report(config, model) -> list[str]:
-    """Los ``target_modules`` pedidos que no existen en ``model`` (vacío si todos existen)."""
+def _target_report(config, model) -> tuple[list[str], list[str]]:
+    """Los ``target_modules`` que no existen en ``model`` y los que existen pero no son capas (bloques)."""
     import re
 
+    import torch
+
     targets = config.target_modules
-    names = [name for name, _ in model.named_modules()]
+    modules = list(model.named_modules())
     if isinstance(targets, str):
         if targets == "all-linear":
-            return []
-        return [] if any(re.fullmatch(targets, n) for n in names) else [targets]
-    return sorted(t for t in targets if not any(n == t or n.endswith("." + t) for n in names))
+            return [], []
+        return ([], []) if any(re.fullmatch(targets, n) for n, _ in modules) else ([targets], [])
+    missing, blocks = [], []
+    for target in sorted(targets):
+        found = [m for n, m in modules if n == target or n.endswith("." + target)]
+        if not found:
+            missing.append(target)
+        elif not any(
+            isinstance(m, (torch.nn.Linear, torch.nn.Embedding)) or hasattr(m, "base_layer") for m in found
+        ):
+            blocks.append(target)
+    return missing, blocks
 
 
 # --- 🐢 LoraConfig -------------------------------------------------------------------------------------
@@ -155,12 +166,18 @@ def lora_config(config, model=None):
         '["q_proj", "v_proj"] o "all-linear".',
     )
     if model is not None:
-        missing = _target_report(config, model)
+        missing, blocks = _target_report(config, model)
         expect(
             not missing,
             f"Estos `target_modules` no existen en el modelo: {', '.join(map(repr, missing))}. Mira los "
             "nombres con `print(model)`: en SmolLM2 son q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj "
             "y down_proj.",
+        )
+        expect(
+            not blocks,
+            f"{', '.join(map(repr, blocks))}: son bloques que contienen otras capas, no capas lineales. LoRA "
+            "se pone en las capas lineales de dentro: q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, "
+            "down_proj.",
         )
     targets = (
         config.target_modules if isinstance(config.target_modules, str) else sorted(config.target_modules)

@@ -1,0 +1,58 @@
+"""Benchmark de los cuadernos resueltos (``make bench-notebooks``): tiempo de principio a fin.
+
+Ejecuta cada cuaderno de ``solutions/`` (una copia sin salidas, en una carpeta temporal, como al
+corregir) ``--repeats`` veces, una detrás de otra, e imprime la mediana y cuántas comprobaciones
+pasaron. Uso: ``python benchmarks/notebooks.py [--repeats N] [NOMBRE ...]``. Escribe un JSON en
+salidas/bench/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import nbformat
+
+from helpers.checks.registry import NOTEBOOKS
+from helpers.exercise_notebooks import SOLUTIONS_DIR
+from helpers.grading import blank, check_results, execute
+from helpers.paths import output_dir
+
+
+def run_once(name: str) -> tuple[float, dict[str, bool], str | None]:
+    nb = blank(nbformat.read(SOLUTIONS_DIR / f"{name}.ipynb", as_version=4))
+    with tempfile.TemporaryDirectory() as workdir:
+        start = time.perf_counter()
+        stopped = execute(nb, Path(workdir))
+        seconds = time.perf_counter() - start
+    return seconds, check_results(nb, name), stopped
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("names", nargs="*", default=list(NOTEBOOKS), help="cuadernos (por defecto, todos)")
+    parser.add_argument("--repeats", type=int, default=3, help="ejecuciones de cada cuaderno")
+    args = parser.parse_args()
+    print(f"CPU: {os.cpu_count()} núcleos; {args.repeats} ejecuciones de cada cuaderno")
+    results = {}
+    for name in args.names:
+        runs = []
+        for _ in range(args.repeats):
+            seconds, passed, stopped = run_once(name)
+            runs.append(seconds)
+            print(f"  {name}: {seconds:6.0f} s, comprobaciones {sum(passed.values())}/{len(passed)} ✅"
+                  + (f" · se detuvo: {stopped}" if stopped else ""), flush=True)
+        results[name] = {"median_s": statistics.median(runs), "runs_s": runs}
+        print(f"{name:<28} mediana {results[name]['median_s']:6.0f} s  (n={len(runs)})", flush=True)
+    path = output_dir("bench") / "notebooks.json"
+    path.write_text(json.dumps(results, indent=2))
+    print(f"Resultados en {path}")
+
+
+if __name__ == "__main__":
+    main()
