@@ -362,6 +362,17 @@ def test_merge_and_save_passes(shown, merge_setup):
     )
 
 
+def test_merge_and_save_takes_the_trainer_too(shown, merge_setup, tmp_path):
+    """En el cuaderno se pasa `trainer`: sin entrenar (None) es un ❌, no un AttributeError en la celda."""
+    from transformers import Trainer, TrainingArguments
+
+    s = merge_setup
+    trainer = Trainer(model=s.adapter_model, args=TrainingArguments(output_dir=str(tmp_path), use_cpu=True,
+                                                                    report_to="none"))
+    assert "tras recargar" in passes(shown, checks.merge_and_save, s.merged, trainer, s.root / "fusionado")
+    fails(shown, checks.merge_and_save, s.merged, None, s.root / "fusionado", message="El segundo argumento")
+
+
 def test_merge_and_save_fails_with_its_message(shown, merge_setup, tmp_path):
     s = merge_setup
     fails(

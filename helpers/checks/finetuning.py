@@ -429,8 +429,11 @@ def olora(trainer, converted_dir):
     "`tokenizer.save_pretrained(merged_dir)`.",
 )
 def merge_and_save(merged, adapter_model, merged_dir):
-    """Comprueba la fusión: sin capas LoRA, igual que el adaptador, y guardada en una carpeta recargable."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    """Comprueba la fusión: sin capas LoRA, igual que el adaptador, y guardada en una carpeta recargable.
+
+    ``adapter_model`` es el modelo con el adaptador sin fusionar, o el `trainer` que lo entrenó.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer
 
     from ..evaluation import generate, max_logit_diff
     from ..model import load_tokenizer
@@ -440,9 +443,11 @@ def merge_and_save(merged, adapter_model, merged_dir):
         not _is_peft(merged) and not _lora_layers(merged),
         "El modelo «fusionado» aún tiene capas LoRA: usa lo que devuelve `merge_and_unload()`.",
     )
+    if isinstance(adapter_model, Trainer):
+        adapter_model = adapter_model.model
     expect(
         adapter_model is not None and _is_peft(adapter_model) and _lora_layers(adapter_model),
-        "El segundo argumento debe ser el modelo CON el adaptador, sin fusionar (p. ej. `trainer.model`). "
+        "El segundo argumento debe ser el modelo CON el adaptador, sin fusionar (`trainer` o `trainer.model`). "
         "Si ya no tiene capas LoRA, es que fusionaste ese mismo objeto: `merge_and_unload()` lo cambia en su "
         "sitio; fusiona una copia cargada con `PeftModel.from_pretrained`.",
     )
