@@ -16,8 +16,9 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PIP) --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
+# Jupyter se niega a arrancar como root (contenedores, Docker): solo entonces se añade --allow-root.
 lab: setup
-	$(BIN)/jupyter lab --notebook-dir=.
+	$(BIN)/jupyter lab --notebook-dir=. $(if $(filter 0,$(shell id -u)),--allow-root)
 
 test: setup
 	CURSO_LORA_STRICT=1 $(BIN)/python -m pytest tests $(wildcard solutions/*.ipynb) --nbval-lax --nbval-current-env
