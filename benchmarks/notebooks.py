@@ -19,13 +19,13 @@ from pathlib import Path
 import nbformat
 
 from helpers.checks.registry import NOTEBOOKS
-from helpers.exercise_notebooks import SOLUTIONS_DIR
-from helpers.grading import blank, check_results, execute
+from helpers.exercise_notebooks import SOLUTIONS_DIR, without_outputs
+from helpers.grading import check_results, execute
 from helpers.paths import output_dir
 
 
 def run_once(name: str) -> tuple[float, dict[str, bool], str | None]:
-    nb = blank(nbformat.read(SOLUTIONS_DIR / f"{name}.ipynb", as_version=4))
+    nb = without_outputs(nbformat.read(SOLUTIONS_DIR / f"{name}.ipynb", as_version=4))
     with tempfile.TemporaryDirectory() as workdir:
         start = time.perf_counter()
         stopped = execute(nb, Path(workdir))

@@ -147,19 +147,25 @@ def checks_called(source: str) -> list[str]:
             and isinstance(node.func.value, ast.Name) and node.func.value.id == "checks"]
 
 
+def without_outputs(nb):
+    """Copia del cuaderno sin salidas, contadores ni tiempos de ejecución (no modifica ``nb``)."""
+    nb = nbformat.from_dict(nb)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None
+            cell.metadata.pop("execution", None)
+    return nb
+
+
 def exercise_notebook(solution):
     """Versión de ejercicios de un cuaderno de soluciones (un objeto de nbformat; no lo modifica)."""
-    nb = nbformat.from_dict(solution)
+    nb = without_outputs(solution)
     for index, cell in enumerate(nb.cells):
-        if cell.cell_type != "code":
-            continue
-        if BEGIN in cell.source or END in cell.source:
+        if cell.cell_type == "code" and (BEGIN in cell.source or END in cell.source):
             try:
                 cell.source = strip_solutions(cell.source, exercise_for_cell(nb.cells, index))
             except ValueError as error:
                 raise ValueError(f"Celda {index + 1}: {error}") from None
-        cell.outputs, cell.execution_count = [], None
-        cell.metadata.pop("execution", None)
     return nb
 
 

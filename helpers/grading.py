@@ -33,7 +33,7 @@ import nbformat
 
 from .checks.core import RESULT_MIME, STRICT_ENV
 from .checks.registry import EXERCISES, ExerciseInfo
-from .exercise_notebooks import checks_called
+from .exercise_notebooks import checks_called, without_outputs
 from .paths import OUTPUT_ENV
 
 DEFAULT_TIMEOUT = 1800  # segundos por cuaderno (todas sus celdas juntas)
@@ -164,16 +164,6 @@ def kernel_env(output: Path) -> dict[str, str]:
     env[OUTPUT_ENV] = str(output)
     env.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")  # calla un aviso del depurador al arrancar
     return env
-
-
-def blank(nb):
-    """Copia del cuaderno sin salidas ni contadores: solo cuenta lo que salga al ejecutarlo aquí."""
-    nb = nbformat.from_dict(nb)
-    for cell in nb.cells:
-        if cell.cell_type == "code":
-            cell.outputs, cell.execution_count = [], None
-            cell.metadata.pop("execution", None)
-    return nb
 
 
 def execute(nb, workdir: Path, timeout: float = DEFAULT_TIMEOUT) -> str | None:
@@ -326,7 +316,7 @@ def _grade_into(grade: Grade, path: Path, timeout: float, exercises: Sequence[Ex
     calls = checks_in(submitted)
     with tempfile.TemporaryDirectory(prefix="curso-lora-correccion-", ignore_cleanup_errors=True) as tmp:
         workdir = Path(tmp)
-        copy = blank(submitted)
+        copy = without_outputs(submitted)  # solo cuenta lo que salga al ejecutarlo aquí
         nbformat.write(copy, workdir / "entrega.ipynb")  # la copia que se ejecuta
         stop = execute(copy, workdir, timeout)
     grade.executed = copy

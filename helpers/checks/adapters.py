@@ -17,6 +17,7 @@ from pathlib import Path
 
 from ..build_adapters import ADAPTER_FORMATS, adapter_dir
 from .core import exercise, expect
+from .models import is_peft_model, lora_layers
 
 NOTEBOOK = "load_lora_adapter_example"
 FORMAT_NAMES = {"iso": "ISO (2021-03-05)", "us": "EE. UU. (03/05/2021)", "en": "inglés (March 5, 2021)"}
@@ -31,23 +32,10 @@ def _type_name(obj) -> str:
     return type(obj).__name__
 
 
-def _is_peft_model(obj) -> bool:
-    from peft import PeftModel
-
-    return isinstance(obj, PeftModel)
-
-
 def _is_torch_model(obj) -> bool:
     import torch
 
     return isinstance(obj, torch.nn.Module)
-
-
-def _lora_layers(model) -> list:
-    """Capas con LoRA inyectado (las que quedan tras cargar, y las que ``unload()`` quita)."""
-    from peft.tuners.lora import LoraLayer
-
-    return [(name, module) for name, module in model.named_modules() if isinstance(module, LoraLayer)]
 
 
 @functools.lru_cache(maxsize=None)
@@ -192,13 +180,13 @@ def load_adapter(model):
     expect(model is not None, "`model` es None: asígnale lo que devuelve `PeftModel.from_pretrained(base, ...)`.")
     expect(_is_torch_model(model), f"`model` es un {_type_name(model)}, no un modelo. "
                                    "Pasa el `PeftModel` que devuelve `PeftModel.from_pretrained(base, ...)`.")
-    if not _is_peft_model(model):
+    if not is_peft_model(model):
         expect(not getattr(model, "_hf_peft_config_loaded", False),
                "Has cargado el adaptador con la API de transformers (`base.load_adapter`). Funciona, pero en este "
                "ejercicio usa la de PEFT: `model = PeftModel.from_pretrained(base, ADAPTER_DIRS['iso'])`.")
         expect(False, f"`model` es el modelo base ({_type_name(model)}), sin adaptador. Envuélvelo: "
                       "`model = PeftModel.from_pretrained(base, ADAPTER_DIRS['iso'], adapter_name='iso')`.")
-    expect(_lora_layers(model), "El PeftModel no tiene capas LoRA: ¿lo descargaste ya con `unload()`? "
+    expect(lora_layers(model), "El PeftModel no tiene capas LoRA: ¿lo descargaste ya con `unload()`? "
                                 "Vuelve a cargar el adaptador.")
     active = model.active_adapter
     fmt = _which_shipped(model, active)
@@ -215,7 +203,7 @@ def load_adapter(model):
                                 "Cárgalo con `PeftModel.from_pretrained(base, ADAPTER_DIRS['iso'])`.")
         expect(False, f"El adaptador activo es el de formato {FORMAT_NAMES[fmt]} (`adapters/{fmt}`); el "
                       "ejercicio pide el ISO: `ADAPTER_DIRS['iso']`.")
-    layers = _lora_layers(model)
+    layers = lora_layers(model)
     expect(not any(module.merged for _, module in layers),
            "El adaptador ya está fusionado en los pesos (`merge_adapter`). En este ejercicio solo hay que cargarlo.")
     expect(not any(module.disable_adapters for _, module in layers),
@@ -230,9 +218,9 @@ def _expect_plain_model(model, name: str, call: str, lora_advice: str) -> None:
     expect(model is not None, f"`{name}` es None: guarda lo que devuelve `{call}`.")
     expect(_is_torch_model(model), f"`{name}` es un {_type_name(model)}, no un modelo: pasa lo que devuelve "
                                    f"`{call}`.")
-    expect(not _is_peft_model(model), f"`{name}` todavía es un PeftModel: `{call}` devuelve el modelo sin "
+    expect(not is_peft_model(model), f"`{name}` todavía es un PeftModel: `{call}` devuelve el modelo sin "
                                       f"envoltorio (`{name} = {call}`).")
-    lora_left = _lora_layers(model)
+    lora_left = lora_layers(model)
     expect(not lora_left, f"`{name}` todavía tiene {len(lora_left)} capas LoRA dentro. {lora_advice}")
 
 

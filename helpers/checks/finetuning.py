@@ -10,6 +10,7 @@ import math
 from pathlib import Path
 
 from .core import exercise, expect
+from .models import is_peft_model, lora_layers
 
 NOTEBOOK = "lora_finetuning"
 MIN_ACCURACY = 0.9  # objetivo del cuaderno en el conjunto de prueba
@@ -29,16 +30,6 @@ def _probe_prompts():
     from ..data import prompt_messages
 
     return [prompt_messages(p) for p in PROBE_PHRASES]
-
-
-def _is_peft(model) -> bool:
-    from peft import PeftModel
-
-    return isinstance(model, PeftModel)
-
-
-def _lora_layers(model) -> list[str]:
-    return [name for name, module in model.named_modules() if hasattr(module, "lora_A")]
 
 
 def _model_param(model):
@@ -214,7 +205,7 @@ def sft_trainer(trainer, after=None):
         f"Esperaba un `SFTTrainer` de TRL y recibí un {type(trainer).__name__}.",
     )
     expect(
-        _is_peft(trainer.model) and _lora_layers(trainer.model),
+        is_peft_model(trainer.model) and lora_layers(trainer.model),
         "El modelo del trainer no tiene adaptadores LoRA: pasa `peft_config=peft_config` a `SFTTrainer` "
         "(así entrena solo el adaptador, no los 135 millones de pesos).",
     )
@@ -374,7 +365,7 @@ def olora(trainer, converted_dir):
 
     expect(trainer is not None, 'Todavía no hay trainer de OLoRA: entrena con `init_lora_weights="olora"`.')
     model = getattr(trainer, "model", None)
-    expect(_is_peft(model), "El modelo del trainer no tiene adaptador: pasa `peft_config` al SFTTrainer.")
+    expect(is_peft_model(model), "El modelo del trainer no tiene adaptador: pasa `peft_config` al SFTTrainer.")
     init = model.peft_config[model.active_adapter].init_lora_weights
     expect(
         init == "olora",
@@ -440,13 +431,13 @@ def merge_and_save(merged, adapter_model, merged_dir):
 
     expect(merged is not None, "Todavía no hay modelo fusionado: `merged = peft_model.merge_and_unload()`.")
     expect(
-        not _is_peft(merged) and not _lora_layers(merged),
+        not is_peft_model(merged) and not lora_layers(merged),
         "El modelo «fusionado» aún tiene capas LoRA: usa lo que devuelve `merge_and_unload()`.",
     )
     if isinstance(adapter_model, Trainer):
         adapter_model = adapter_model.model
     expect(
-        adapter_model is not None and _is_peft(adapter_model) and _lora_layers(adapter_model),
+        adapter_model is not None and is_peft_model(adapter_model) and lora_layers(adapter_model),
         "El segundo argumento debe ser el modelo CON el adaptador, sin fusionar (`trainer` o `trainer.model`). "
         "Si ya no tiene capas LoRA, es que fusionaste ese mismo objeto: `merge_and_unload()` lo cambia en su "
         "sitio; fusiona una copia cargada con `PeftModel.from_pretrained`.",
