@@ -21,7 +21,7 @@ from helpers.checks import finetuning as checks
 from helpers.data import make_splits
 from helpers.evaluation import EvalResult, evaluate
 from helpers.model import load_base_model, load_tokenizer
-from helpers.training import sft_device_args
+from helpers.training import score_only_labelled_tokens, sft_device_args
 
 LORA_R8_PER_RANK = 81_408 * 30 // 8  # parámetros entrenables de SmolLM2 con all-linear, por unidad de rango
 
@@ -468,6 +468,7 @@ def trained(tmp_path_factory):
         **sft_device_args("cpu"),
     )
     tok = load_tokenizer()
+    score_only_labelled_tokens()  # como el cuaderno
     trainer = SFTTrainer(
         model=fresh(),
         args=args,
