@@ -91,7 +91,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="repeticiones de cada carga")
     parser.add_argument("--steps", type=int, default=6, help="pasos de entrenamiento por variante")
     args = parser.parse_args()
-    print(f"CPU: {os.cpu_count()} núcleos, torch {torch.__version__}, {platform.processor() or platform.machine()}")
+    cpu = platform.processor() or platform.machine()
+    print(f"CPU: {os.cpu_count()} núcleos, torch {torch.__version__}, {cpu}")
     results = {
         "first_load": summary("Primera carga (conversión GGUF + carga)", time_first_load(args.repeats)),
         "cached_load": summary("Carga con caché", time_cached_load(max(args.repeats, 5))),
@@ -102,10 +103,11 @@ def main() -> None:
     results["lora_step"] = summary("Paso LoRA lote 16 (como el cuaderno)", time_lora_steps(args.steps))
     results["lora_step_checkpointing"] = summary("Paso LoRA lote 16 (+ activation checkpointing)",
                                                  time_lora_steps(args.steps, activation_checkpointing=True))
-    step = results["lora_step"]["median_s"]
-    print(f"Solo tokens con etiqueta: x{results['lora_step_trl_as_is']['median_s'] / step:.2f} más rápido por "
-          f"paso; checkpointing cuesta x{results['lora_step_checkpointing']['median_s'] / step:.2f}; primera "
-          f"carga / carga con caché: x{results['first_load']['median_s'] / results['cached_load']['median_s']:.0f}")
+    median = {name: result["median_s"] for name, result in results.items()}
+    step = median["lora_step"]
+    print(f"Solo tokens con etiqueta: x{median['lora_step_trl_as_is'] / step:.2f} más rápido por paso; "
+          f"checkpointing cuesta x{median['lora_step_checkpointing'] / step:.2f}; "
+          f"primera carga / carga con caché: x{median['first_load'] / median['cached_load']:.0f}")
     path = output_dir("bench") / "foundation.json"
     path.write_text(json.dumps(results, indent=2))
     print(f"Resultados en {path}")

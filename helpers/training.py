@@ -16,8 +16,9 @@ def sft_device_args(device: str | None = None) -> dict:
     """Argumentos de `SFTConfig` para el dispositivo: precisión, CPU y checkpointing.
 
     En CPU: float32 (bf16 se emula y es ~20x más lento; `SFTConfig` por defecto pide bf16 y falla
-    sin GPU) y sin *activation checkpointing* (ahorra memoria que aquí sobra y cuesta ~25% de tiempo).
-    ``activation_checkpointing`` es el nombre actual de ``gradient_checkpointing`` (obsoleto en transformers 5).
+    sin GPU) y sin *activation checkpointing* (ahorra memoria que aquí sobra y cuesta tiempo en cada
+    paso: ``make bench`` lo mide). ``activation_checkpointing`` es el nombre actual de
+    ``gradient_checkpointing`` (obsoleto en transformers 5).
     """
     device = pick_device(device)
     bf16 = pick_dtype(device) == torch.bfloat16

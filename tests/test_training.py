@@ -1,4 +1,4 @@
-"""score_only_labelled_tokens: la cabeza fusionada de TRL puntúa solo los tokens con etiqueta, con la misma pérdida."""
+"""score_only_labelled_tokens: la cabeza de TRL puntúa solo los tokens con etiqueta, con la misma pérdida."""
 
 import pytest
 import torch
@@ -19,7 +19,7 @@ def tiny_model_with_fused_head():
 
 
 def loss_grads_and_scored_positions(monkeypatch):
-    """Pérdida, gradientes y cuántas posiciones recibe el kernel en un lote con prompt y relleno enmascarados."""
+    """Pérdida, gradientes y posiciones que recibe el kernel, en un lote con prompt y relleno enmascarados."""
     scored = []
     apply = trl_utils._ChunkedLogProbFunction.apply
 
@@ -57,7 +57,8 @@ def test_calling_twice_wraps_once(monkeypatch):
     assert score_only_labelled_tokens() and score_only_labelled_tokens()
     patched = trl_utils._use_triton
     assert patched(torch.device("cpu")) is True
-    assert patched(torch.device("meta")) is chunked_logprob._use_triton(torch.device("meta"))  # el resto, como TRL
+    meta = torch.device("meta")
+    assert patched(meta) is chunked_logprob._use_triton(meta)  # el resto de dispositivos, como TRL
     assert score_only_labelled_tokens() and trl_utils._use_triton is patched
 
 
