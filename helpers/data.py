@@ -90,3 +90,62 @@ def answer(row: dict) -> str:
 def phrase(row: dict) -> str:
     """La fecha en español (la entrada) de una fila."""
     return row["prompt"][-1]["content"]
+
+
+# --- fechas con las que las comprobaciones ponen a prueba un modelo ------------------------------------
+
+def _notebook_days(seed: int = 0) -> set[dt.date]:
+    """Las fechas de todos los conjuntos que usan los cuadernos (``make_splits`` con sus tamaños)."""
+    rng = random.Random(seed)
+    span = (LAST_DAY - FIRST_DAY).days + 1
+    return {FIRST_DAY + dt.timedelta(days=o) for o in rng.sample(range(span), sum(DEFAULT_SIZES.values()))}
+
+
+def hidden_rows(fmt: str, n: int, seed: int) -> Dataset:
+    """``n`` filas de fechas que ningún cuaderno ve (ni train, ni validation, ni test), elegidas con ``seed``.
+
+    Las usa la corrección: mide lo que hace el modelo de una entrega con fechas que la entrega no conoce.
+    Con la misma ``seed`` salen las mismas fechas y las mismas frases para todos los formatos.
+    """
+    format_date(FIRST_DAY, fmt)
+    seen = _notebook_days()
+    rng = random.Random(f"corrección-{seed}")
+    days: list[dt.date] = []
+    span = (LAST_DAY - FIRST_DAY).days + 1
+    while len(days) < n:
+        day = FIRST_DAY + dt.timedelta(days=rng.randrange(span))
+        if day not in seen and day not in days:
+            days.append(day)
+    return Dataset.from_list([
+        {"prompt": prompt_messages(spanish_phrase(day, random.Random(f"{seed}-{day}"))),
+         "completion": [{"role": "assistant", "content": format_date(day, fmt)}]}
+        for day in days
+    ])
+
+
+class Examples:
+    """De dónde saca una comprobación las fechas con las que prueba un modelo.
+
+    En el cuaderno, las del conjunto ``split`` (las mismas que ve el alumno); en la corrección, ``hidden``
+    con la semilla que elige quien corrige: fechas que la entrega nunca vio.
+    """
+
+    def __init__(self, split: str = "test", hidden_seed: int | None = None):
+        self.split, self.hidden_seed = split, hidden_seed
+
+    @classmethod
+    def hidden(cls, seed: int) -> Examples:
+        return cls(split="hidden", hidden_seed=seed)
+
+    @property
+    def is_hidden(self) -> bool:
+        return self.hidden_seed is not None
+
+    def rows(self, fmt: str = "iso", n: int = 8) -> Dataset:
+        if self.is_hidden:
+            return hidden_rows(fmt, n, self.hidden_seed)
+        split = make_splits(fmt)[self.split]
+        return split.select(range(min(n, len(split))))
+
+    def prompts(self, n: int = 8) -> list[list[dict]]:
+        return [row["prompt"] for row in self.rows("iso", n)]

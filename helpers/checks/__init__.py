@@ -1,5 +1,5 @@
 """Comprobaciones de los ejercicios. En cada cuaderno: ``from helpers.checks import <cuaderno> as checks``."""
 
-from .core import RESULT_MIME, STRICT_ENV, Exercise, Wrong, exercise, expect
+from .core import STRICT_ENV, Exercise, Outcome, Wrong, exercise, expect
 
-__all__ = ["RESULT_MIME", "STRICT_ENV", "Exercise", "Wrong", "exercise", "expect"]
+__all__ = ["STRICT_ENV", "Exercise", "Outcome", "Wrong", "exercise", "expect"]

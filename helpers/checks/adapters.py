@@ -16,8 +16,9 @@ import math
 from pathlib import Path
 
 from ..build_adapters import ADAPTER_FORMATS, adapter_dir
+from . import handover
 from .core import exercise, expect
-from .models import is_peft_model, lora_layers
+from .models import base_checkpoint, is_peft_model, lora_layers
 
 NOTEBOOK = "load_lora_adapter_example"
 FORMAT_NAMES = {"iso": "ISO (2021-03-05)", "us": "EE. UU. (03/05/2021)", "en": "inglés (March 5, 2021)"}
@@ -98,27 +99,6 @@ def _lora_delta(fmt: str, key: str):
     return (b @ a) * _shipped_scaling(fmt)
 
 
-@functools.lru_cache(maxsize=None)
-def _base_checkpoint() -> dict | None:
-    """{clave: archivo .safetensors} del modelo base local; None si no está en una carpeta local."""
-    from ..model import base_model_path
-
-    folder = Path(base_model_path())
-    if not folder.is_dir():
-        return None
-    index = folder / "model.safetensors.index.json"
-    if index.is_file():
-        weight_map = json.loads(index.read_text())["weight_map"]
-        return {k: str(folder / f) for k, f in weight_map.items()}
-    single = folder / "model.safetensors"
-    if not single.is_file():
-        return None
-    from safetensors import safe_open
-
-    with safe_open(str(single), "pt") as f:
-        return {k: str(single) for k in f.keys()}
-
-
 def _read_tensor(path: str, key: str):
     from safetensors import safe_open
 
@@ -129,7 +109,7 @@ def _read_tensor(path: str, key: str):
 @functools.lru_cache(maxsize=None)
 def _base_weight(key: str):
     """Un peso del modelo base tal como está en disco (None si no se puede leer)."""
-    checkpoint = _base_checkpoint()
+    checkpoint = base_checkpoint()
     if not checkpoint or key not in checkpoint:
         return None
     return _read_tensor(checkpoint[key], key).float()
@@ -170,7 +150,7 @@ def _answers_for(fmt: str, n: int) -> list[str]:
 
 
 # ---------------------------------------------------------------- 🐢 cargar
-@exercise(NOTEBOOK, hint=(
+@exercise(NOTEBOOK, handover={"model": handover.Model()}, hint=(
     "Importa `from peft import PeftModel` y envuelve el modelo base con el adaptador guardado: "
     "`model = PeftModel.from_pretrained(base, ADAPTER_DIRS['iso'], adapter_name='iso')`. "
     "No hace falta `get_peft_model` ni `LoraConfig`: la configuración viene en `adapter_config.json`."
@@ -225,7 +205,7 @@ def _expect_plain_model(model, name: str, call: str, lora_advice: str) -> None:
 
 
 # ---------------------------------------------------------------- 🐕 fusionar
-@exercise(NOTEBOOK, hint=(
+@exercise(NOTEBOOK, handover={"merged": handover.Model(), "max_diff": handover.Value(), "merged_dir": handover.Folder()}, hint=(
     "`merged = merge_model.merge_and_unload()` devuelve el modelo fusionado (ya no es un PeftModel). Calcula "
     "`max_diff` con `(logits(merged, tokenizer, merge_prompts) - adapter_logits).abs().max().item()` usando los "
     "logits del adaptador que calculaste ANTES de fusionar, y guarda con `merged.save_pretrained(MERGED_DIR)` "
@@ -299,7 +279,7 @@ def _has_key(path: Path, key: str) -> bool:
 
 
 # ---------------------------------------------------------------- 🦁 cambiar y descargar
-@exercise(NOTEBOOK, hint=(
+@exercise(NOTEBOOK, handover={"answers_by_adapter": handover.Value(), "restored": handover.Model()}, hint=(
     "Recorre los nombres: `for name in ['iso', 'us', 'en']: model.set_adapter(name); answers_by_adapter[name] = "
     "generate(model, tokenizer, test_prompts)`. Al final, `restored = model.unload()` quita las capas LoRA y "
     "devuelve el modelo base (no uses `get_base_model()`, que las deja dentro, ni `merge_and_unload()`, que las "

@@ -4,19 +4,30 @@ Una comprobación es una función que inspecciona los objetos reales del alumno 
 ``expect(condición, "qué está mal y qué probar")``; si todo va bien devuelve un texto con lo que está
 bien. Nunca lanza una traza al alumno por una respuesta incorrecta: responde ❌ con el motivo.
 
-Cada resultado se muestra en el cuaderno y además viaja como salida con el tipo MIME
-``RESULT_MIME``, que es lo que lee la corrección. Con ``CURSO_LORA_STRICT=1`` (CI) un fallo lanza
-``AssertionError`` para que nbval lo note.
+La misma función sirve para dos cosas:
+
+- en el cuaderno, ``checks.X(...)`` la ejecuta y muestra ✅/❌ (solo para aprender; no da puntos);
+- en la corrección, ``checks.X(...)`` además entrega sus argumentos como datos (``handover``), y quien
+  corrige, en su propio proceso, los carga y ejecuta la función con ``Exercise.judge``: de ahí salen
+  los puntos, medidos con fechas que la entrega nunca vio (``examples``).
+
+Con ``CURSO_LORA_STRICT=1`` (CI) un fallo lanza ``AssertionError`` para que nbval lo note.
 """
 
 from __future__ import annotations
 
+import inspect
 import os
+from dataclasses import dataclass
+from pathlib import Path
 
+from . import handover
 from .registry import info
 
 STRICT_ENV = "CURSO_LORA_STRICT"
-RESULT_MIME = "application/vnd.curso-lora.check+json"
+
+# Los cuatro resultados posibles de un ejercicio (como en learntools).
+PASSED, FAILED, ERROR, NOT_ATTEMPTED = "correcto", "incorrecto", "error", "sin intentar"
 
 
 class Wrong(Exception):
@@ -29,38 +40,82 @@ def expect(condition, message: str) -> None:
         raise Wrong(message)
 
 
-class Exercise:
-    """Un ejercicio: se llama para comprobar; ``hint()`` y ``solution()`` ayudan."""
+@dataclass(frozen=True)
+class Outcome:
+    """El veredicto de una comprobación: uno de los cuatro resultados, con su mensaje."""
 
-    def __init__(self, notebook: str, check, hint: str):
+    status: str
+    message: str
+
+    @property
+    def passed(self) -> bool:
+        return self.status == PASSED
+
+
+class Exercise:
+    """Un ejercicio: se llama para comprobar; ``hint()`` y ``solution()`` ayudan.
+
+    ``handover``: {argumento: formato} de lo que viaja a la corrección (``helpers.checks.handover``).
+    Si la función acepta ``examples``, la corrección le pasa fechas ocultas.
+    """
+
+    def __init__(self, notebook: str, check, hint: str, handover_formats: dict):
         self.info = info(notebook, check.__name__)
-        self._check, self._hint = check, hint
+        self._check, self._hint, self.handover = check, hint, handover_formats
+        self._signature = inspect.signature(check)
+        unknown = set(handover_formats) - set(self._signature.parameters)
+        if unknown:
+            raise TypeError(f"{check.__name__}: formatos para argumentos que no tiene: {sorted(unknown)}")
         self.__doc__ = check.__doc__
 
     def __call__(self, *args, **kwargs) -> bool:
+        root = handover.handover_root()
+        if root is not None:  # en la corrección: entregar los objetos antes de mirarlos
+            bound = self._signature.bind_partial(*args, **kwargs).arguments
+            handover.write(self.info.name, bound, self.handover, root)
+        outcome = self.run(*args, **kwargs)
+        self._report(outcome)
+        if not outcome.passed and os.environ.get(STRICT_ENV) == "1":
+            raise AssertionError(f"[{self.info.name}] {outcome.message}")
+        return outcome.passed
+
+    def run(self, *args, **kwargs) -> Outcome:
+        """Ejecuta la comprobación y devuelve su veredicto (sin mostrar nada)."""
+        bound = self._signature.bind_partial(*args, **kwargs).arguments
+        given = [bound.get(name) for name in self.handover]
+        if given and all(value is None for value in given):
+            return Outcome(NOT_ATTEMPTED, "Todavía no has hecho este ejercicio: completa la celda del TODO y "
+                                          "vuelve a ejecutar esta.")
         try:
             praise = self._check(*args, **kwargs)
-            passed, message = True, praise or "¡Correcto!"
+            return Outcome(PASSED, praise or "¡Correcto!")
         except Wrong as wrong:
-            passed, message = False, str(wrong)
+            return Outcome(FAILED, str(wrong))
         except Exception as error:  # noqa: BLE001 - una respuesta rara es una respuesta incorrecta
-            passed, message = False, (
-                f"Al comprobar tu respuesta saltó un error ({type(error).__name__}: {error}). "
-                "Revisa que la celda del ejercicio se ejecutó sin errores y que el objeto es el que se pide."
-            )
-        self._report(passed, message)
-        if not passed and os.environ.get(STRICT_ENV) == "1":
-            raise AssertionError(f"[{self.info.name}] {message}")
-        return passed
+            return Outcome(ERROR, f"Al comprobar tu respuesta saltó un error ({type(error).__name__}: {error}). "
+                                  "Revisa que la celda del ejercicio se ejecutó sin errores y que el objeto es "
+                                  "el que se pide.")
 
-    def _report(self, passed: bool, message: str) -> None:
+    def judge(self, root: Path, hidden_seed: int) -> Outcome:
+        """En el proceso de quien corrige: carga lo entregado en ``root`` y lo comprueba con fechas ocultas."""
+        from ..data import Examples
+
+        try:
+            arguments = handover.read(self.info.name, self.handover, Path(root))
+        except FileNotFoundError:
+            return Outcome(NOT_ATTEMPTED, f"no llegó nada de checks.{self.info.name}(...): la celda no se "
+                                          "ejecutó, falló antes o se cambió")
+        except (ValueError, OSError) as error:
+            return Outcome(FAILED, f"lo entregado no es válido ({error})")
+        if "examples" in self._signature.parameters:
+            arguments["examples"] = Examples.hidden(hidden_seed)
+        return self.run(**arguments)
+
+    def _report(self, outcome: Outcome) -> None:
         e = self.info
-        earned = e.points if passed else 0
-        head = f"{'✅' if passed else '❌'} {e.level} {e.title} ({earned}/{e.points} puntos)"
-        payload = {"notebook": e.notebook, "exercise": e.name, "passed": passed,
-                   "points": earned, "max_points": e.points}
-        _show({"text/plain": f"{head}\n{message}", "text/markdown": f"**{head}**\n\n{message}",
-               RESULT_MIME: payload})
+        mark = {PASSED: "✅", NOT_ATTEMPTED: "⏳"}.get(outcome.status, "❌")
+        head = f"{mark} {e.level} {e.title} ({e.points if outcome.passed else 0}/{e.points} puntos)"
+        _show({"text/plain": f"{head}\n{outcome.message}", "text/markdown": f"**{head}**\n\n{outcome.message}"})
 
     def hint(self) -> None:
         """Una pista para el ejercicio."""
@@ -75,9 +130,12 @@ class Exercise:
         return f"<ejercicio {self.info.level} {self.info.name}: usa .hint() o .solution()>"
 
 
-def exercise(notebook: str, hint: str):
-    """Decorador: convierte una función de comprobación en un ``Exercise`` del registro."""
-    return lambda check: Exercise(notebook, check, hint)
+def exercise(notebook: str, hint: str, handover: dict):
+    """Decorador: convierte una función de comprobación en un ``Exercise`` del registro.
+
+    ``handover``: {argumento: formato de ``helpers.checks.handover``} de lo que viaja a la corrección.
+    """
+    return lambda check: Exercise(notebook, check, hint, handover)
 
 
 def solution_code(notebook: str, name: str, solutions_dir=None) -> str:
@@ -85,18 +143,19 @@ def solution_code(notebook: str, name: str, solutions_dir=None) -> str:
 
     Son las zonas de solución que hay entre la comprobación anterior y ``checks.<name>(...)``.
     """
-    from pathlib import Path
-
     import nbformat
 
     from .. import exercise_notebooks
     from ..exercise_notebooks import checks_called, solution_regions
 
     path = Path(solutions_dir or exercise_notebooks.SOLUTIONS_DIR) / f"{notebook}.ipynb"
+    if not path.is_file():  # la copia para el alumnado y la corrección no llevan soluciones
+        return ("(las soluciones no están disponibles en esta copia del curso: pide ayuda a tu profesor o "
+                "usa la pista, `.hint()`)")
     try:
         cells = nbformat.read(path, as_version=4).cells
-    except (OSError, ValueError) as error:  # falta el cuaderno o está dañado: se dice, sin traza
-        return f"(no puedo leer el cuaderno de soluciones {path}: {type(error).__name__}: {error})"
+    except (OSError, ValueError) as error:  # el cuaderno está dañado: se dice, sin traza
+        return f"(no puedo leer el cuaderno de soluciones {path.name}: {type(error).__name__}: {error})"
     regions, pending = [], []
     for cell in cells:
         if cell.cell_type != "code":

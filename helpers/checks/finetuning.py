@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from . import handover
 from .core import exercise, expect
 from .models import is_peft_model, lora_layers
 
@@ -108,6 +109,7 @@ def _target_report(config, model) -> tuple[list[str], list[str]]:
 
 @exercise(
     NOTEBOOK,
+    handover={"config": handover.PeftConfig()},
     hint='`LoraConfig(r=..., lora_alpha=..., lora_dropout=..., target_modules=..., bias="none", '
     'task_type="CAUSAL_LM")`. Los nombres de los módulos los ves con '
     "`print(model)`: en SmolLM2 son q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj y "
@@ -184,6 +186,7 @@ def lora_config(config, model=None):
 
 @exercise(
     NOTEBOOK,
+    handover={"trainer": handover.Trainer()},
     hint='`trainer = SFTTrainer(model=model, args=SFTConfig(...), train_dataset=splits["train"], '
     "eval_dataset=..., processing_class=tokenizer, peft_config=peft_config)`, luego "
     '`trainer.train()` y `after = evaluate(trainer.model, tokenizer, splits["test"])`. '
@@ -246,6 +249,7 @@ def sft_trainer(trainer, after=None):
 
 @exercise(
     NOTEBOOK,
+    handover={"results": handover.Value()},
     hint="Para cada rango de RANKS entrena con `run(...)` (el mismo presupuesto para todos) y "
     "guarda su resultado: `sweep[r] = run(...)`. Cada resultado necesita 'trainable', "
     "'eval_loss' y 'accuracy'.",
@@ -300,6 +304,7 @@ def rank_sweep(results):
 
 @exercise(
     NOTEBOOK,
+    handover={"full": handover.Value(), "lora": handover.Value()},
     hint="El mismo `SFTTrainer` sin `peft_config` entrena todos los pesos. Mide como en LoRA: "
     "'trainable', 'accuracy', 'peak_bytes' (con `peak_memory()`), 'seconds_per_step' y "
     "'disk_bytes' (lo que ocupa la carpeta de `save_pretrained`).",
@@ -352,6 +357,7 @@ def full_finetuning(full, lora):
 
 @exercise(
     NOTEBOOK,
+    handover={"trainer": handover.Trainer(), "converted_dir": handover.Folder()},
     hint='`LoraConfig(..., init_lora_weights="olora")`. Guarda el adaptador inicial antes de '
     "entrenar (`trainer.model.save_pretrained(init_dir)`) y, al acabar, "
     "`trainer.model.save_pretrained(converted_dir, "
@@ -414,6 +420,7 @@ def olora(trainer, converted_dir):
 
 @exercise(
     NOTEBOOK,
+    handover={"merged": handover.Model(), "adapter_model": handover.Trainer(), "merged_dir": handover.Folder()},
     hint="`merge_and_unload()` cambia el modelo en su sitio: hazlo sobre una copia "
     "(`PeftModel.from_pretrained(modelo_base_nuevo, adapter_dir)`) y compara con el modelo "
     "del trainer. Guarda con `merged.save_pretrained(merged_dir)` y "
@@ -485,6 +492,7 @@ def merge_and_save(merged, adapter_model, merged_dir):
 
 @exercise(
     NOTEBOOK,
+    handover={"pipe": handover.Pipeline()},
     hint="`model = AutoPeftModelForCausalLM.from_pretrained(adapter_dir)` y "
     '`pipe = pipeline("text-generation", model=model, tokenizer=tokenizer)`; pásale una '
     "lista de mensajes de chat.",

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import functools
+import json
+from pathlib import Path
+
 
 def is_peft_model(obj) -> bool:
     from peft import PeftModel
@@ -14,3 +18,24 @@ def lora_layers(model) -> list:
     from peft.tuners.lora import LoraLayer
 
     return [(name, module) for name, module in model.named_modules() if isinstance(module, LoraLayer)]
+
+
+@functools.lru_cache(maxsize=None)
+def base_checkpoint() -> dict | None:
+    """{clave: archivo .safetensors} del modelo base local; None si no está en una carpeta local."""
+    from ..model import base_model_path
+
+    folder = Path(base_model_path())
+    if not folder.is_dir():
+        return None
+    index = folder / "model.safetensors.index.json"
+    if index.is_file():
+        weight_map = json.loads(index.read_text())["weight_map"]
+        return {k: str(folder / f) for k, f in weight_map.items()}
+    single = folder / "model.safetensors"
+    if not single.is_file():
+        return None
+    from safetensors import safe_open
+
+    with safe_open(str(single), "pt") as f:
+        return {k: str(single) for k in f.keys()}

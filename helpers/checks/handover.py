@@ -1,0 +1,396 @@
+"""Los objetos de un ejercicio, entregados como datos: del cuaderno que se corrige al proceso que corrige.
+
+Durante la corrección (variable ``CURSO_LORA_HANDOVER`` = una carpeta), cada ``checks.X(...)`` escribe sus
+argumentos en ``<carpeta>/<ejercicio>/<argumento>/`` con uno de estos formatos: pesos en safetensors,
+carpetas copiadas, JSON. Nada de pickle. Quien corrige los carga en su propio proceso (``load``) y ejecuta
+la misma función de comprobación sobre ellos.
+
+Lo que escribe una entrega no es de fiar y no se trata como tal: cada formato se carga sin ejecutar nada
+(safetensors, JSON), con límites de tamaño, y lo que no encaja llega a la comprobación como ``Unexpected``,
+que la comprobación rechaza como rechaza cualquier respuesta equivocada. Los puntos salen de lo que el
+objeto hace, nunca de lo que dice de sí mismo.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+from pathlib import Path
+from types import SimpleNamespace
+
+HANDOVER_ENV = "CURSO_LORA_HANDOVER"
+MARKER = "objeto.json"  # en cada carpeta de argumento: qué formato es y qué tipo tenía el objeto
+MANIFEST = "manifiesto.json"  # en cada carpeta de ejercicio: archivos y su SHA-256
+MAX_FILE_BYTES = 2 * 2**30
+
+
+class Unexpected:
+    """Lo que llega cuando lo entregado no es un objeto del formato esperado (la comprobación lo rechaza)."""
+
+    def __init__(self, description: str):
+        self.description = description
+
+    def __repr__(self) -> str:
+        return self.description
+
+
+class Format:
+    """Cómo viaja un tipo de objeto: ``dump`` en el cuaderno, ``load`` en quien corrige."""
+
+    name = "?"
+
+    def dump(self, value, folder: Path) -> None:
+        raise NotImplementedError
+
+    def load(self, folder: Path):
+        raise NotImplementedError
+
+
+# ---------------------------------------------------------------- JSON
+def _encode(value):
+    """Valor JSON etiquetado: conserva claves no textuales (``{2: ...}``) y convierte tensores de un número."""
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else {"float": repr(value)}
+    if hasattr(value, "item") and getattr(value, "ndim", None) == 0:  # tensor o escalar de numpy
+        return _encode(value.item())
+    if isinstance(value, (list, tuple)):
+        return [_encode(v) for v in value]
+    if isinstance(value, dict):
+        return {"dict": [[_encode(k), _encode(v)] for k, v in value.items()]}
+    raise TypeError(type(value).__name__)
+
+
+def _decode(value):
+    if isinstance(value, list):
+        return [_decode(v) for v in value]
+    if isinstance(value, dict):
+        if set(value) == {"float"}:
+            return float(value["float"])
+        if set(value) == {"dict"} and isinstance(value["dict"], list):
+            pairs = [_decode(pair) for pair in value["dict"]]
+            return {_hashable(k): v for k, v in pairs}
+        raise ValueError("JSON con una forma desconocida")
+    return value
+
+
+def _hashable(key):
+    return tuple(key) if isinstance(key, list) else key
+
+
+class Value(Format):
+    """Números, textos, listas y diccionarios de ellos (JSON)."""
+
+    name = "valor"
+
+    def dump(self, value, folder):
+        (folder / "valor.json").write_text(json.dumps(_encode(value)), encoding="utf-8")
+
+    def load(self, folder):
+        return _decode(json.loads(_read_text(folder / "valor.json")))
+
+
+class PeftConfig(Format):
+    """Una configuración de PEFT (``LoraConfig``...): viaja su ``to_dict()`` en JSON."""
+
+    name = "configuración"
+
+    def dump(self, value, folder):
+        from peft import PeftConfig as Base
+
+        if not isinstance(value, Base):
+            raise TypeError(type(value).__name__)
+        (folder / "config.json").write_text(json.dumps(_encode(_plain(value.to_dict()))), encoding="utf-8")
+
+    def load(self, folder):
+        from peft import LoraConfig
+
+        data = _decode(json.loads(_read_text(folder / "config.json")))
+        if data.get("peft_type") != "LORA":
+            return Unexpected(f"una configuración {data.get('peft_type')}, no una LoraConfig")
+        known = set(LoraConfig.__dataclass_fields__)
+        return LoraConfig(**{k: v for k, v in data.items() if k in known and k != "peft_type"})
+
+
+def _plain(value):
+    """Conjuntos y enumeraciones de una configuración, como listas y textos."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (set, frozenset)):
+        return sorted(_plain(v) for v in value)
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if hasattr(value, "value") and not isinstance(value, (int, float, str, bool)):
+        return value.value
+    return value
+
+
+# ---------------------------------------------------------------- carpetas
+class Folder(Format):
+    """Una carpeta guardada por el alumno: se copian sus archivos normales (no enlaces ni subcarpetas)."""
+
+    name = "carpeta"
+
+    def dump(self, value, folder):
+        source = Path(value)
+        if not source.is_dir():
+            raise TypeError(f"la carpeta {source.name!r} no existe")
+        target = folder / "archivos"
+        target.mkdir()
+        for path in sorted(source.iterdir()):
+            if path.is_file() and not path.is_symlink():
+                shutil.copyfile(path, target / path.name)
+
+    def load(self, folder):
+        return folder / "archivos"
+
+
+# ---------------------------------------------------------------- modelos
+def _plain_name(name: str) -> str:
+    """Nombre de un parámetro como en el modelo sin envolver (sin ``base_model.model.`` ni ``base_layer``)."""
+    return name.removeprefix("base_model.model.").replace(".base_layer.", ".")
+
+
+def _base_tensor(files: dict, key: str):
+    from safetensors import safe_open
+
+    if key not in files:
+        return None
+    with safe_open(files[key], "pt") as f:
+        return f.get_tensor(key)
+
+
+class Model(Format):
+    """Un modelo: los pesos que difieren del modelo base, y sus adaptadores LoRA con ``save_pretrained``."""
+
+    name = "modelo"
+
+    def dump(self, value, folder):
+        import torch
+        from safetensors.torch import save_file
+
+        from .models import base_checkpoint, is_peft_model, lora_layers
+
+        if not isinstance(value, torch.nn.Module):
+            raise TypeError(type(value).__name__)
+        state = {"peft": is_peft_model(value), "dtype": str(next(value.parameters()).dtype)}
+        if state["peft"]:
+            names = list(value.peft_config)
+            value.save_pretrained(folder / "adaptadores", selected_adapters=names, safe_serialization=True)
+            layers = [module for _, module in lora_layers(value)]
+            state.update(adapters=names, active=value.active_adapter,
+                         merged=any(m.merged for m in layers),
+                         disabled=any(m.disable_adapters for m in layers))
+        files = base_checkpoint() or {}
+        changed, unknown = {}, []
+        for name, param in value.named_parameters():
+            if state["peft"] and "lora_" in name:
+                continue
+            key = _plain_name(name)
+            base = _base_tensor(files, key)
+            tensor = param.detach().cpu()
+            if base is None:
+                unknown.append(key)
+            elif base.shape != tensor.shape or not torch.equal(tensor, base.to(tensor.dtype)):
+                changed[key] = tensor.contiguous()
+        state["unknown"] = unknown[:20]
+        save_file(changed, str(folder / "pesos.safetensors"))
+        (folder / "modelo.json").write_text(json.dumps(state), encoding="utf-8")
+
+    def load(self, folder):
+        import torch
+        from peft import LoraConfig, PeftModel
+        from safetensors.torch import load_file
+
+        state = json.loads(_read_text(folder / "modelo.json"))
+        if state.get("unknown"):
+            return Unexpected(f"un modelo con pesos que no son del modelo base del curso ({state['unknown'][0]})")
+        if state.get("merged"):
+            return Unexpected("un PeftModel con el adaptador ya fusionado (merge_adapter)")
+        if state.get("disabled"):
+            return Unexpected("un PeftModel con los adaptadores desactivados")
+        _check_size(folder / "pesos.safetensors")
+        changed = load_file(str(folder / "pesos.safetensors"))
+        model = fresh_base()
+        params = dict(model.named_parameters())
+        for key, tensor in changed.items():
+            if key not in params or params[key].shape != tensor.shape:
+                return Unexpected(f"un modelo con un peso que no encaja en el modelo base ({key})")
+        with torch.no_grad():
+            for key, tensor in changed.items():
+                params[key].copy_(tensor.to(params[key].dtype))
+        if not state.get("peft"):
+            return model
+        adapters = [str(a) for a in state.get("adapters", [])]
+        if not adapters:
+            return Unexpected("un PeftModel sin adaptadores")
+        for number, name in enumerate(adapters):
+            path = folder / "adaptadores" / ("" if name == "default" else name)
+            config = LoraConfig.from_pretrained(str(path))
+            init = config.init_lora_weights
+            config.init_lora_weights = True  # los pesos vienen del archivo: no volver a inicializar (OLoRA, PiSSA)
+            if number == 0:
+                model = PeftModel.from_pretrained(model, str(path), adapter_name=name, config=config)
+            else:
+                model.load_adapter(str(path), adapter_name=name, config=config)
+            model.peft_config[name].init_lora_weights = init
+        model.set_adapter(state.get("active") if state.get("active") in adapters else adapters[0])
+        model.eval()
+        return model
+
+
+def fresh_base():
+    """El modelo base del curso, recién cargado en CPU y float32 (así corrige quien corrige)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from ..model import base_model_path
+
+    return AutoModelForCausalLM.from_pretrained(base_model_path(), dtype=torch.float32)
+
+
+class Trainer(Format):
+    """Un ``Trainer`` de TRL: su modelo (formato ``Model``), sus argumentos y su historial de pérdidas."""
+
+    name = "entrenador"
+    ARGS = ("max_steps", "per_device_train_batch_size", "gradient_accumulation_steps", "learning_rate",
+            "lr_scheduler_type", "seed", "output_dir")
+
+    def dump(self, value, folder):
+        model, args, state = (getattr(value, n, None) for n in ("model", "args", "state"))
+        if model is None or args is None or state is None:
+            raise TypeError(type(value).__name__)
+        (folder / "modelo").mkdir()
+        Model().dump(model, folder / "modelo")
+        record = {"args": {name: getattr(args, name, None) for name in self.ARGS},
+                  "state": {"global_step": state.global_step, "log_history": state.log_history},
+                  "train_rows": len(getattr(value, "train_dataset", None) or [])}
+        (folder / "entrenador.json").write_text(json.dumps(_encode(record)), encoding="utf-8")
+
+    def load(self, folder):
+        record = _decode(json.loads(_read_text(folder / "entrenador.json")))
+        model = Model().load(folder / "modelo")
+        if isinstance(model, Unexpected):
+            return model
+        return SimpleNamespace(model=model, args=SimpleNamespace(**record["args"]),
+                               state=SimpleNamespace(**record["state"]), train_rows=record["train_rows"],
+                               processing_class=None)
+
+
+class Pipeline(Format):
+    """Un ``pipeline`` de transformers: viaja su modelo; quien corrige monta un pipeline nuevo con él."""
+
+    name = "pipeline"
+
+    def dump(self, value, folder):
+        model = getattr(value, "model", None)
+        if model is None or not callable(value):
+            raise TypeError(type(value).__name__)
+        (folder / "modelo").mkdir()
+        Model().dump(model, folder / "modelo")
+        (folder / "pipeline.json").write_text(json.dumps({"task": getattr(value, "task", None)}), encoding="utf-8")
+
+    def load(self, folder):
+        from transformers import pipeline
+
+        from ..model import load_tokenizer
+
+        task = json.loads(_read_text(folder / "pipeline.json")).get("task")
+        model = Model().load(folder / "modelo")
+        if isinstance(model, Unexpected):
+            return model
+        if task != "text-generation":
+            return Unexpected(f"un pipeline de la tarea {task!r}, no 'text-generation'")
+        return pipeline("text-generation", model=model, tokenizer=load_tokenizer())
+
+
+# ---------------------------------------------------------------- escribir y leer un ejercicio
+def handover_root() -> Path | None:
+    value = os.environ.get(HANDOVER_ENV)
+    return Path(value) if value else None
+
+
+def write(exercise: str, arguments: dict, formats: dict[str, Format], root: Path) -> None:
+    """Escribe los argumentos de ``exercise`` en ``root/<exercise>/`` (lo anterior de ese ejercicio se borra)."""
+    folder = root / exercise
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    for name, fmt in formats.items():
+        target = folder / name
+        target.mkdir()
+        value = arguments.get(name)
+        marker = {"formato": fmt.name, "tipo": type(value).__name__, "none": value is None}
+        if value is not None:
+            try:
+                fmt.dump(value, target)
+            except Exception as error:  # noqa: BLE001 - lo que no se puede entregar llega como Unexpected
+                marker["error"] = f"{type(error).__name__}: {error}"[:300]
+        (target / MARKER).write_text(json.dumps(marker), encoding="utf-8")
+    files = sorted(p for p in folder.rglob("*") if p.is_file())
+    (folder / MANIFEST).write_text(json.dumps({str(p.relative_to(folder)): _sha256(p) for p in files}),
+                                   encoding="utf-8")
+
+
+def read(exercise: str, formats: dict[str, Format], root: Path) -> dict:
+    """Los argumentos de ``exercise`` cargados de ``root``; ``FileNotFoundError`` si no se entregaron.
+
+    Comprueba antes el manifiesto (archivos completos, sin enlaces) y el formato de cada argumento.
+    """
+    folder = root / exercise
+    if not (folder / MANIFEST).is_file():
+        raise FileNotFoundError(exercise)
+    _verify(folder)
+    arguments = {}
+    for name, fmt in formats.items():
+        marker = json.loads(_read_text(folder / name / MARKER))
+        if marker.get("formato") != fmt.name:
+            arguments[name] = Unexpected(f"un objeto entregado con otro formato ({marker.get('formato')!r})")
+        elif marker.get("none"):
+            arguments[name] = None
+        elif "error" in marker:
+            arguments[name] = Unexpected(f"un {marker.get('tipo')} que no se pudo entregar ({marker['error']})")
+        else:
+            try:
+                arguments[name] = fmt.load(folder / name)
+            except Exception as error:  # noqa: BLE001 - datos dañados o falsificados: no es lo que se pide
+                arguments[name] = Unexpected(f"un {marker.get('tipo')} entregado que no se puede cargar "
+                                             f"({type(error).__name__})")
+    return arguments
+
+
+def _verify(folder: Path) -> None:
+    for path in folder.rglob("*"):
+        if path.is_symlink():
+            raise ValueError(f"la entrega contiene un enlace simbólico ({path.name})")
+    listed = json.loads(_read_text(folder / MANIFEST))
+    present = {str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()} - {MANIFEST}
+    if present != set(listed):
+        raise ValueError("los archivos entregados no coinciden con su manifiesto")
+    for name, digest in listed.items():
+        if _sha256(folder / name) != digest:
+            raise ValueError(f"el archivo entregado {name} cambió después de escribirse")
+
+
+def _check_size(path: Path) -> None:
+    if path.stat().st_size > MAX_FILE_BYTES:
+        raise ValueError(f"{path.name} es demasiado grande")
+
+
+def _read_text(path: Path) -> str:
+    _check_size(path)
+    return path.read_text(encoding="utf-8")
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(2**20), b""):
+            digest.update(block)
+    return digest.hexdigest()
