@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import threading
-import time
 
+import psutil
 import torch
 
 from .device import pick_device, pick_dtype
@@ -70,10 +69,11 @@ def loss_history(trainer) -> dict[str, list]:
 
 
 @contextlib.contextmanager
-def peak_memory():
+def peak_memory(every: float = 0.01):
     """Mide el pico de memoria (bytes) del bloque: GPU si hay CUDA, si no la RSS del proceso.
 
-    Uso: ``with peak_memory() as mem: ...`` y después ``mem["peak_bytes"]``.
+    Uso: ``with peak_memory() as mem: ...`` y después ``mem["peak_bytes"]``. Sin CUDA, un hilo lee
+    con `psutil` la memoria residente del proceso cada ``every`` segundos (Linux, macOS y Windows).
     """
     result = {"peak_bytes": 0}
     if torch.cuda.is_available():
@@ -81,39 +81,19 @@ def peak_memory():
         yield result
         result["peak_bytes"] = torch.cuda.max_memory_allocated()
         return
-    sampler = _RssSampler()
+    process, done = psutil.Process(), threading.Event()
+    peak = process.memory_info().rss
+
+    def sample():
+        nonlocal peak
+        while not done.wait(every):
+            peak = max(peak, process.memory_info().rss)
+
+    sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
     try:
         yield result
     finally:
-        sampler.stop()
-        result["peak_bytes"] = sampler.peak
-
-
-class _RssSampler(threading.Thread):
-    """Muestrea la memoria residente del proceso cada pocos milisegundos."""
-
-    def __init__(self, every: float = 0.01):
-        super().__init__(daemon=True)
-        self.every, self.peak, self._stop_event = every, _rss_bytes(), threading.Event()
-
-    def run(self):
-        while not self._stop_event.is_set():
-            self.peak = max(self.peak, _rss_bytes())
-            time.sleep(self.every)
-
-    def stop(self):
-        self._stop_event.set()
-        self.join()
-        self.peak = max(self.peak, _rss_bytes())
-
-
-def _rss_bytes() -> int:
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except OSError:  # sin /proc (macOS): el máximo histórico del proceso
-        import resource
-
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        return peak if os.uname().sysname == "Darwin" else peak * 1024
+        done.set()
+        sampler.join()
+        result["peak_bytes"] = max(peak, process.memory_info().rss)

