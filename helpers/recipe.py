@@ -49,8 +49,9 @@ def per_device_batch(batch: int, processes: int = 1, accumulation: int = 1) -> i
     if batch <= 0 or share <= 0 or batch % share:
         raise ValueError(
             f"El lote global ({batch}) debe ser un múltiplo positivo de procesos × acumulación "
-            f"({processes} × {accumulation} = {share}): cada proceso recibe lote / (procesos × acumulación) "
-            f"ejemplos. Prueba con --lote {max(share, batch - batch % share)} o cambia la acumulación."
+            f"({processes} × {accumulation} = {share}): cada proceso recibe lote / (procesos × "
+            f"acumulación) ejemplos. Prueba con --lote {max(share, batch - batch % share)} o cambia la "
+            "acumulación."
         )
     return batch // share
 
@@ -81,6 +82,7 @@ def sft_config(output_dir, *, steps: int = MAIN_STEPS, batch: int = MAIN_BATCH, 
         "per_device_eval_batch_size": VALIDATION_ROWS,
         "save_strategy": "no",
         "seed": SEED,
+        "ddp_find_unused_parameters": False,  # varios procesos: LoRA usa todos sus parámetros en cada paso
         **sft_device_args(device),
     }
     return SFTConfig(**{**args, **overrides})
