@@ -39,6 +39,10 @@ EXERCISES = [
     ExerciseInfo("lora_finetuning", "merge_and_save", "🐕", "Fusiona, valida, guarda y recarga"),
     ExerciseInfo("lora_finetuning", "pipeline_inference", "🐕",
                  "Extra: inferencia con el adaptador guardado y un pipeline"),
+    ExerciseInfo("lora_advanced", "mixed_batch", "🐢", "Un lote con un adaptador distinto en cada fila"),
+    ExerciseInfo("lora_advanced", "cat_combination", "🐕", "Combina dos adaptadores con cat y mide su ΔW"),
+    ExerciseInfo("lora_advanced", "hotswap", "🐕", "Cambia en caliente los pesos de un adaptador cargado"),
+    ExerciseInfo("lora_advanced", "dpo_trainer", "🦁", "DPO con LoRA y el adaptador desactivado como referencia"),
 ]
 
 NOTEBOOKS = tuple(dict.fromkeys(e.notebook for e in EXERCISES))

@@ -1,0 +1,305 @@
+"""Fontanería del cuaderno ``lora_advanced``: ΔW de cada capa, formatos de respuesta, pares de preferencias.
+
+Las llamadas de PEFT y TRL que enseña el cuaderno están en sus celdas; aquí solo lo que mide y resume.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import torch
+
+FORMAT_PATTERNS = {
+    "iso": r"\d{4}-\d{2}-\d{2}",
+    "us": r"\d{2}/\d{2}/\d{4}",
+    "en": r"(January|February|March|April|May|June|July|August|September|October|November|December) \d{1,2}, \d{4}",
+}
+LAYER_TYPES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+# ---------------------------------------------------------------- ΔW
+def layer_key(name: str) -> str:
+    """``base_model.model.model.layers.3.self_attn.q_proj`` → ``model.layers.3.self_attn.q_proj``."""
+    return name.removeprefix("base_model.model.").removesuffix(".weight").replace(".base_layer", "")
+
+
+def linear_weights(model) -> dict[str, torch.Tensor]:
+    """Copia (float32, CPU) de los pesos de las capas lineales de los bloques: {capa: W}."""
+    return {layer_key(name): p.detach().float().cpu().clone() for name, p in model.named_parameters()
+            if name.endswith(".weight") and name.split(".")[-2] in LAYER_TYPES and "lora_" not in name}
+
+
+def full_deltas(model, before: dict) -> dict[str, torch.Tensor]:
+    """ΔW = W_después − W_antes de cada capa lineal de un ajuste completo."""
+    after = linear_weights(model)
+    return {key: after[key] - w for key, w in before.items()}
+
+
+def lora_deltas(model, adapter: str | None = None) -> dict[str, torch.Tensor]:
+    """ΔW = escala · B · A de cada capa con LoRA del adaptador ``adapter`` (el activo si None)."""
+    from peft.tuners.lora import LoraLayer
+
+    deltas = {}
+    for name, module in model.named_modules():
+        if isinstance(module, LoraLayer):
+            name_here = adapter or module.active_adapters[0]
+            if name_here in module.lora_A:
+                a = module.lora_A[name_here].weight.detach().float().cpu()
+                b = module.lora_B[name_here].weight.detach().float().cpu()
+                deltas[layer_key(name)] = (b @ a) * module.scaling[name_here]
+    return deltas
+
+
+def relative_difference(deltas: dict, reference: dict) -> float:
+    """‖ΔW − ΔW_ref‖ / ‖ΔW_ref‖ sumando todas las capas (0 = idénticos)."""
+    num = sum(float((deltas[k] - ref).pow(2).sum()) for k, ref in reference.items())
+    den = sum(float(ref.pow(2).sum()) for ref in reference.values())
+    return (num / den) ** 0.5
+
+
+def add_deltas(*groups: dict, weights=None) -> dict:
+    """Σ wᵢ · ΔWᵢ capa a capa."""
+    weights = weights or [1.0] * len(groups)
+    return {k: sum(w * g[k] for w, g in zip(weights, groups)) for k in groups[0]}
+
+
+def spectra(deltas: dict) -> dict[str, torch.Tensor]:
+    """Valores singulares de cada ΔW (de mayor a menor)."""
+    return {key: torch.linalg.svdvals(delta) for key, delta in deltas.items()}
+
+
+def top_energy(singular_values: torch.Tensor, r: int) -> float:
+    """Parte de la energía (Σσ²) que guardan las ``r`` primeras direcciones."""
+    energy = singular_values.pow(2)
+    return float(energy[:r].sum() / energy.sum())
+
+
+def layer_type(key: str) -> str:
+    return key.split(".")[-1]
+
+
+def effective_rank(singular_values: torch.Tensor, share: float = 0.9) -> int:
+    """Cuántas direcciones hacen falta para guardar ``share`` de la energía."""
+    energy = singular_values.pow(2)
+    cumulative = energy.cumsum(0) / energy.sum()
+    return int((cumulative < share).sum()) + 1
+
+
+def plot_spectra(full: dict, lora: dict, r: int, path, title: str):
+    """Espectro medio (σ normalizado por el mayor) por tipo de capa: ajuste completo frente a LoRA."""
+    import matplotlib.pyplot as plt
+
+    types = [t for t in LAYER_TYPES if any(layer_type(k) == t for k in full)]
+    fig, axes = plt.subplots(1, len(types), figsize=(2.6 * len(types), 3.2), sharey=True)
+    for ax, kind in zip(axes, types):
+        for label, group, color in (("completo", full, "C0"), ("LoRA", lora, "C1")):
+            curves = [s / s[0] for k, s in group.items() if layer_type(k) == kind and s[0] > 0]
+            if not curves:
+                continue
+            n = min(len(c) for c in curves)
+            mean = torch.stack([c[:n] for c in curves]).mean(0)
+            ax.semilogy(range(1, n + 1), mean.clamp_min(1e-8), color=color, label=label)
+        ax.axvline(r, color="grey", ls=":", lw=1)
+        ax.set(title=kind, xlabel="dirección", xscale="log")
+        ax.grid(alpha=0.3)
+    axes[0].set(ylabel="σ / σ₁ (media de las capas)", ylim=(1e-4, 1.5))
+    axes[0].legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return fig
+
+
+# ---------------------------------------------------------------- respuestas
+def answer_format(text: str) -> str:
+    """El formato de una respuesta: 'iso', 'us', 'en' u 'otro' (si no es exactamente uno de ellos)."""
+    for name, pattern in FORMAT_PATTERNS.items():
+        if re.fullmatch(pattern, text.strip()):
+            return name
+    return "otro"
+
+
+def format_counts(answers: list[str]) -> dict[str, int]:
+    """Cuántas respuestas hay de cada formato (iso, us, en, otro)."""
+    counts = dict.fromkeys([*FORMAT_PATTERNS, "otro"], 0)
+    for text in answers:
+        counts[answer_format(text)] += 1
+    return counts
+
+
+# ---------------------------------------------------------------- preferencias
+def preference_pairs(rows, rejected: list[str] | None = None, rejected_fmt: str = "us"):
+    """Pares de DPO (formato conversacional de TRL): elegida la respuesta ISO, rechazada otra.
+
+    ``rows``: filas ISO de ``make_splits``. ``rejected``: respuestas rechazadas ya hechas (p. ej. las del
+    modelo base); si falta, la misma fecha en el formato ``rejected_fmt``.
+    """
+    import datetime as dt
+
+    from datasets import Dataset
+
+    from .data import answer, format_date
+
+    pairs = []
+    for i, row in enumerate(rows):
+        chosen = answer(row)
+        other = rejected[i] if rejected is not None else format_date(dt.date.fromisoformat(chosen), rejected_fmt)
+        pairs.append({"prompt": row["prompt"], "chosen": [{"role": "assistant", "content": chosen}],
+                      "rejected": [{"role": "assistant", "content": other}]})
+    return Dataset.from_list(pairs)
+
+
+def completion_logprobs(model, tokenizer, prompts: list, completions: list[str]) -> torch.Tensor:
+    """log p(respuesta | prompt) sumado sobre los tokens de la respuesta (y su fin de turno), por fila."""
+    from .evaluation import _eval_mode
+
+    rows = []
+    with _eval_mode(model, tokenizer):
+        for prompt, completion in zip(prompts, completions):
+            head = tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=False)
+            full = tokenizer.apply_chat_template(prompt + [{"role": "assistant", "content": completion}],
+                                                 tokenize=False)
+            n_head = len(tokenizer(head, add_special_tokens=False)["input_ids"])
+            ids = tokenizer(full, add_special_tokens=False, return_tensors="pt")["input_ids"].to(model.device)
+            logp = model(input_ids=ids).logits.float().log_softmax(-1)[0, :-1]
+            target = ids[0, 1:]
+            picked = logp.gather(-1, target[:, None])[:, 0]
+            rows.append(picked[n_head - 1:].sum().cpu())
+    return torch.stack(rows)
+
+
+def implicit_margins(model, tokenizer, pairs, beta: float) -> torch.Tensor:
+    """Margen de recompensa implícita de DPO por par: β·[(log π − log π_ref)(elegida) − (…)(rechazada)].
+
+    La referencia es el mismo modelo con el adaptador desactivado (``disable_adapter()``).
+    """
+    prompts = [p["prompt"] for p in pairs]
+    chosen = [p["chosen"][-1]["content"] for p in pairs]
+    rejected = [p["rejected"][-1]["content"] for p in pairs]
+    policy_c, policy_r = (completion_logprobs(model, tokenizer, prompts, c) for c in (chosen, rejected))
+    with model.disable_adapter():
+        ref_c, ref_r = (completion_logprobs(model, tokenizer, prompts, c) for c in (chosen, rejected))
+    return beta * ((policy_c - ref_c) - (policy_r - ref_r))
+
+
+def parameter_bytes(*models) -> int:
+    """Bytes de los pesos que guardan los modelos, contando una sola vez los tensores compartidos."""
+    seen, total = set(), 0
+    for model in models:
+        if model is None:
+            continue
+        for tensor in list(model.parameters()) + list(model.buffers()):
+            key = tensor.untyped_storage().data_ptr()
+            if key not in seen:
+                seen.add(key)
+                total += tensor.untyped_storage().nbytes()
+    return total
+
+
+# ---------------------------------------------------------------- generar con un adaptador por fila
+def encode_prompts(tokenizer, prompts: list, device="cpu"):
+    """El lote de prompts de chat, con relleno a la izquierda (se genera a continuación)."""
+    side, tokenizer.padding_side = tokenizer.padding_side, "left"
+    try:
+        texts = tokenizer.apply_chat_template(prompts, add_generation_prompt=True, tokenize=False)
+        return tokenizer(texts, padding=True, add_special_tokens=False, return_tensors="pt").to(device)
+    finally:
+        tokenizer.padding_side = side
+
+
+def decode_new(tokenizer, output, batch) -> list[str]:
+    """Solo el texto nuevo de cada fila de ``model.generate`` (sin el prompt), sin espacios en los extremos."""
+    new_tokens = output[:, batch["input_ids"].shape[1]:]
+    return [t.strip() for t in tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
+
+
+def generate_mixed(model, tokenizer, prompts: list, adapter_names: list[str], max_new_tokens: int = 16):
+    """Respuesta voraz de cada fila con su adaptador (``adapter_names``), en un solo ``generate``."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            batch = encode_prompts(tokenizer, prompts, model.device)
+            out = model.generate(**batch, adapter_names=list(adapter_names), max_new_tokens=max_new_tokens,
+                                 do_sample=False, pad_token_id=tokenizer.pad_token_id)
+    finally:
+        model.train(was_training)
+    return decode_new(tokenizer, out, batch)
+
+
+# ---------------------------------------------------------------- tiempos y gráficas del cuaderno
+class SectionClock:
+    """Cuánto tarda cada sección del cuaderno: ``clock.start("1. ...")`` al empezar cada una."""
+
+    def __init__(self):
+        import time
+
+        self._now, self._cpu = time.perf_counter, time.process_time
+        self.begin, self.begin_cpu = self._now(), self._cpu()
+        self.seconds, self.cpu_seconds, self._current = {}, {}, None
+
+    def start(self, name: str) -> None:
+        self._close()
+        self._current = (name, self._now(), self._cpu())
+
+    def _close(self) -> None:
+        if self._current:
+            name, since, since_cpu = self._current
+            self.seconds[name] = self.seconds.get(name, 0.0) + self._now() - since
+            self.cpu_seconds[name] = self.cpu_seconds.get(name, 0.0) + self._cpu() - since_cpu
+            self._current = None
+
+    def table(self):
+        """(segundos totales, tabla pandas con el tiempo real, el de CPU y la parte del total de cada sección).
+
+        El tiempo de CPU suma el de todos los hilos del proceso: en un equipo compartido cambia mucho
+        menos que el tiempo real.
+        """
+        import pandas as pd
+
+        from .numbers import percent, seconds
+
+        self._close()
+        total, total_cpu = self._now() - self.begin, self._cpu() - self.begin_cpu
+        rows = {name: (s, self.cpu_seconds[name]) for name, s in self.seconds.items()}
+        rows["preparación (importar, cargar)"] = (total - sum(self.seconds.values()),
+                                                  total_cpu - sum(self.cpu_seconds.values()))
+        rows["total"] = (total, total_cpu)
+        frame = pd.DataFrame([{"sección": name, "tiempo real": seconds(s), "parte del total": percent(s / total, 0),
+                               "tiempo de CPU": seconds(c)} for name, (s, c) in rows.items()])
+        return total, frame.set_index("sección")
+
+
+def plot_dpo(history: list[dict], path, title: str):
+    """Recompensas implícitas de DPO por paso: elegida, rechazada y su margen."""
+    import matplotlib.pyplot as plt
+
+    labels = {"rewards/chosen": "elegida (ISO)", "rewards/rejected": "rechazada (modelo base)",
+              "rewards/margins": "margen"}
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    for key, label in labels.items():
+        steps = [e["step"] for e in history if key in e]
+        ax.plot(steps, [e[key] for e in history if key in e], marker="o", ms=3, label=label,
+                lw=2.4 if key == "rewards/margins" else 1.4)
+    ax.axhline(0, color="grey", lw=0.8)
+    ax.set(xlabel="paso de entrenamiento", ylabel="recompensa implícita (β · Δ log p)", title=title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return fig
+
+
+def quiet_trl_deprecations() -> None:
+    """Silencia los FutureWarning de ``gradient_checkpointing*`` que TRL 1.16 provoca dentro de transformers 5.
+
+    Salen de `DPOConfig` y de `DPOTrainer` (que aún usan los nombres antiguos), no del código del cuaderno,
+    que ya usa ``activation_checkpointing``.
+    """
+    import warnings
+
+    warnings.filterwarnings("ignore", message=r"`gradient_checkpointing\w*` is deprecated", category=FutureWarning)
