@@ -98,7 +98,7 @@ def run(command: list[str], env: dict | None = None) -> int:
 
     Ctrl+C llega también a la orden, que decide (JupyterLab pide confirmación): aquí solo se espera.
     """
-    print("→", " ".join(command), flush=True)
+    print(">", " ".join(command), flush=True)  # ASCII: la consola clásica de Windows no tiene flechas
     with subprocess.Popen(command, cwd=ROOT, env={**os.environ, **(env or {})}) as process:
         while True:
             try:

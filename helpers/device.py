@@ -15,7 +15,7 @@ DEVICES = ("auto", "cuda", "mps", "cpu")
 
 
 def pick_device(request: str | None = None) -> str:
-    """'cuda', 'mps' o 'cpu'. ``request`` (o ``CURSO_LORA_DEVICE``) puede forzar uno; por defecto, el mejor."""
+    """'cuda', 'mps' o 'cpu'. ``request`` (o ``CURSO_LORA_DEVICE``) puede forzar uno; si no, el mejor."""
     wanted = (request or os.environ.get(DEVICE_ENV) or "auto").strip().lower()
     if wanted not in DEVICES:
         raise DeviceError(

@@ -168,3 +168,9 @@ def test_lab_adds_allow_root_only_for_root(tmp_path):
 def test_a_missing_script_is_said_in_spanish(course):
     with pytest.raises(curso.CursoError, match="No encuentro benchmarks/no_existe.py"):
         curso.script("benchmarks/no_existe.py")([])
+
+
+def test_messages_fit_a_windows_console():
+    """Sin caracteres que la consola clásica de Windows (cp1252) no sabe escribir."""
+    source = (ROOT / "curso.py").read_text("utf-8")
+    source.encode("cp1252")
