@@ -5,11 +5,14 @@ PYTHON ?= python3
 CURSO  := $(PYTHON) curso.py
 
 TARGETS := setup lab test test-fast exercises solutions adapters images \
-           bench bench-notebooks bench-train clean
-.PHONY: $(TARGETS) grade
+           bench bench-notebooks bench-train bench-grading clean
+.PHONY: $(TARGETS) grade release
 
 $(TARGETS):
 	$(CURSO) $@
 
 grade:
 	$(CURSO) grade $(ENTREGAS) --csv $(or $(CSV),notas.csv)
+
+release:
+	$(CURSO) release $(or $(DESTINO),$(error indica la carpeta: make release DESTINO=carpeta_nueva))

@@ -135,11 +135,15 @@ def lab_command(python: Path, as_root: bool) -> list[str]:
 
 
 def suite_commands(python: Path, root: Path) -> list[list[str]]:
-    """Las pruebas: primero ruff, después pytest con los cuadernos resueltos (nbval)."""
+    """Las pruebas: primero ruff, después pytest con los cuadernos resueltos (nbval) y luego tests/.
+
+    Los cuadernos van antes: lo que entregan sus comprobaciones (``CURSO_LORA_HANDOVER``) lo juzga
+    después una prueba de ``tests/test_grading.py``, como en la corrección.
+    """
     notebooks = sorted(nb.relative_to(root).as_posix() for nb in root.glob("solutions/*.ipynb"))
     return [
         [str(python), "-m", "ruff", "check", "."],
-        [str(python), "-m", "pytest", "tests", *notebooks, "--nbval-lax", "--nbval-current-env"],
+        [str(python), "-m", "pytest", *notebooks, "tests", "--nbval-lax", "--nbval-current-env"],
     ]
 
 
@@ -177,7 +181,9 @@ def lab(args: list[str]) -> int:
 
 def test(args: list[str]) -> int:
     lint, pytest = suite_commands(venv_python(ROOT), ROOT)
-    return _all([lint, [*pytest, *args]], STRICT_ENV)
+    with tempfile.TemporaryDirectory(prefix="curso-lora-entregado-") as handed_over:
+        env = {**STRICT_ENV, "CURSO_LORA_HANDOVER": handed_over, "CURSO_LORA_HANDOVER_CI": handed_over}
+        return _all([lint, [*pytest, *args]], env)
 
 
 def solutions(args: list[str]) -> int:
@@ -206,6 +212,9 @@ COMMANDS = {
     "adapters": ("vuelve a entrenar los adaptadores de adapters/", in_venv("-m", "helpers.build_adapters")),
     "images": ("vuelve a dibujar las figuras de images/", in_venv("-m", "helpers.figures")),
     "grade": ("corrige entregas: grade ENTREGAS... --csv notas.csv", in_venv("-m", "helpers.grade")),
+    "release": ("copia del curso para el alumnado, sin soluciones: release CARPETA",
+                in_venv("-m", "helpers.release")),
+    "bench-grading": ("mide la corrección con --jobs 1 y --jobs 2", script("benchmarks/grading.py")),
     "bench": ("mide la base del curso (carga y paso de entrenamiento)", script("benchmarks/foundation.py")),
     "bench-notebooks": ("mide cuánto tarda cada cuaderno resuelto", script("benchmarks/notebooks.py")),
     "bench-train": ("mide el entrenamiento en varios procesos", script("benchmarks/train_processes.py")),

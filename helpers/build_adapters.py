@@ -54,6 +54,30 @@ def adapter_dir(fmt: str, root: Path | str = ADAPTERS_DIR) -> Path:
     return Path(root) / fmt
 
 
+MYSTERY_NAMES = ("a", "b", "c")
+
+
+def mystery_adapters(destination: Path | str, seed: int = 0) -> dict[str, str]:
+    """Copias de los tres adaptadores con nombres sin pista (``a``, ``b``, ``c``), en un orden que fija ``seed``.
+
+    Para el ejercicio 🦁 del cuaderno de carga: quien lo hace decide qué formato produce cada uno mirando
+    sus respuestas. Devuelve {nombre: carpeta}. Volver a llamarla reescribe las mismas copias.
+    """
+    import random
+    import shutil
+
+    order = list(ADAPTER_FORMATS)
+    random.Random(f"misterio-{seed}").shuffle(order)
+    folders = {}
+    for name, fmt in zip(MYSTERY_NAMES, order):
+        folder = Path(destination) / name
+        folder.mkdir(parents=True, exist_ok=True)
+        for file in ADAPTER_FILES:
+            shutil.copyfile(adapter_dir(fmt) / file, folder / file)
+        folders[name] = str(folder)
+    return folders
+
+
 def lora_config():
     """La ``LoraConfig`` con la que se entrenan los adaptadores."""
     from peft import LoraConfig

@@ -26,7 +26,7 @@ from .paths import COURSE_ROOT, output_dir
 SOLUTIONS_DIR = COURSE_ROOT / "solutions"
 NOTEBOOKS_DIR = COURSE_ROOT / "notebooks"
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
-TODO = "# TODO: completa este ejercicio. ¿Atascado? Prueba checks.{name}.hint()"
+TODO = "# TODO: completa este ejercicio{produce}. ¿Atascado? Prueba checks.{name}.hint()"
 
 
 def solution_regions(source: str) -> list[str]:
@@ -73,8 +73,8 @@ def _bindings(statements) -> list[str]:
             names += _bound(node.target)
         elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
             names.append(node.name)
-        elif isinstance(node, (ast.For, ast.AsyncFor)):
-            names += _bound(node.target) + _bindings(node.body) + _bindings(node.orelse)
+        elif isinstance(node, (ast.For, ast.AsyncFor)):  # la variable del bucle no es un resultado
+            names += _bindings(node.body) + _bindings(node.orelse)
         elif isinstance(node, (ast.With, ast.AsyncWith)):
             names += [name for item in node.items if item.optional_vars
                       for name in _bound(item.optional_vars)]
@@ -115,7 +115,8 @@ def strip_solutions(source: str, exercise: str) -> str:
                 raise ValueError(f"'{END}' en la línea {number} sin un '{BEGIN}' antes "
                                  f"(ejercicio {exercise!r}).")
             names = assigned_names("\n".join(region))
-            out.append(indent + TODO.format(name=exercise))
+            produce = f": crea {', '.join(f'`{n}`' for n in names)}" if names else ""
+            out.append(indent + TODO.format(name=exercise, produce=produce))
             out += [f"{indent}{name} = None" for name in names] or ([f"{indent}pass"] if indent else [])
             region = None
         elif region is not None:

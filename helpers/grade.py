@@ -2,24 +2,43 @@
 
 Uso::
 
-    python -m helpers.grade ENTREGA.ipynb [MÁS.ipynb | CARPETA ...] --csv notas.csv [--timeout SEGUNDOS]
+    python -m helpers.grade ENTREGA.ipynb [MÁS.ipynb | CARPETA ...] --csv notas.csv [--jobs N]
+    python -m helpers.grade entregas/ --parte 2/4 --csv notas-2.csv     # una de 4 máquinas
+    python -m helpers.grade --unir notas-*.csv --csv notas.csv           # juntar las partes
     make grade ENTREGAS="entregas/" CSV=notas.csv
 
-Cada entrega se ejecuta en una copia, en una carpeta temporal, con un límite de tiempo por cuaderno.
-Las entregas nunca se modifican. Sale con 0 aunque alguna fila tenga un motivo de error (la fila lo
-explica); con 2 si la orden está mal escrita.
+Cada entrega se ejecuta en una caja de arena (bubblewrap) sobre una copia del curso sin soluciones, con
+límites de tiempo, memoria, procesos y salida; los puntos los decide después un proceso limpio que
+comprueba los objetos entregados con fechas ocultas (ver ``helpers.grading``). Las entregas nunca se
+modifican. Sale con 0 aunque alguna fila tenga un motivo (la fila lo explica); con 2 si la orden está
+mal escrita.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
+import os
 import re
+import secrets
 import sys
 from pathlib import Path
 
 import nbformat
 
-from .grading import DEFAULT_TIMEOUT, Grade, expand_paths, grade_file, table, write_csv
+from .grading import (
+    DEFAULT_TIMEOUT,
+    Grade,
+    RunLimits,
+    course_copy,
+    csv_header,
+    expand_paths,
+    grade_paths,
+    shard,
+    table,
+    write_csv,
+)
+from .sandbox import sandbox_available
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -36,7 +55,45 @@ def _parser() -> argparse.ArgumentParser:
                              f"(por defecto {DEFAULT_TIMEOUT})")
     parser.add_argument("--ejecutados", metavar="CARPETA",
                         help="guarda aquí la copia ejecutada de cada entrega (para ver sus ✅/❌)")
+    parser.add_argument("--jobs", type=int, default=1, metavar="N",
+                        help="corrige N entregas a la vez (los núcleos se reparten entre ellas; por defecto 1)")
+    parser.add_argument("--parte", metavar="I/N",
+                        help="corrige solo la parte I de N (para repartir una clase entre N máquinas; "
+                             "después, --unir)")
+    parser.add_argument("--semilla", type=int, metavar="N",
+                        help="semilla de las fechas ocultas (por defecto, una nueva al azar en cada corrección)")
+    parser.add_argument("--max-salida", type=float, default=RunLimits.output_bytes / 2**20, metavar="MiB",
+                        help="salida máxima de una entrega; pasada, se detiene con su motivo (por defecto "
+                             f"{RunLimits.output_bytes // 2**20} MiB)")
+    parser.add_argument("--unir", nargs="+", metavar="NOTAS.csv",
+                        help="no corrige: junta los CSV de varias partes en el de --csv")
     return parser
+
+
+def _part(text: str) -> tuple[int, int]:
+    match = re.fullmatch(r"(\d+)/(\d+)", text or "")
+    if not match or not 1 <= int(match[1]) <= int(match[2]):
+        raise ValueError(f"--parte {text!r}: escribe I/N con 1 ≤ I ≤ N, por ejemplo --parte 2/4")
+    return int(match[1]), int(match[2])
+
+
+def merge_csvs(parts: list[Path], csv_path: Path) -> int:
+    """Junta los CSV de las partes (misma cabecera) en ``csv_path``, ordenados por archivo; devuelve las filas."""
+    rows, header = [], csv_header()
+    for path in parts:
+        with path.open(encoding="utf-8", newline="") as handle:
+            reader = csv.reader(handle)
+            if next(reader, None) != header:
+                raise ValueError(f"{path} no es un CSV de notas de esta versión del curso (otra cabecera)")
+            rows += list(reader)
+    rows.sort(key=lambda row: row[0])
+    partial = csv_path.with_name(f".{csv_path.name}.parcial")
+    with partial.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(rows)
+    os.replace(partial, csv_path)
+    return len(rows)
 
 
 def _inside(path: Path, folder: Path) -> bool:
@@ -62,21 +119,40 @@ def _save_executed(grade: Grade, folder: Path, used: set[str]) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    if not args.entregas:
-        parser.error("indica al menos una entrega (.ipynb) o una carpeta con entregas")
-    if not args.timeout > 0:
-        parser.error("--timeout debe ser un número de segundos mayor que 0")
     csv_path = Path(args.csv)
     if csv_path.is_dir():
         parser.error(f"--csv {csv_path} es una carpeta; indica un archivo, p. ej. {csv_path / 'notas.csv'}")
     if csv_path.suffix.lower() == ".ipynb":
         parser.error(f"--csv {csv_path} parece un cuaderno; el CSV debe acabar en .csv")
+    if args.unir:
+        parts = [Path(p) for p in args.unir]
+        if any(p.resolve() == csv_path.resolve() for p in parts):
+            parser.error(f"--csv {csv_path} es una de las partes; elige otro archivo para el total")
+        try:
+            count = merge_csvs(parts, csv_path)
+        except (OSError, ValueError) as error:
+            parser.error(str(error))
+        print(f"{count} fila(s) de {len(parts)} parte(s) en {csv_path}")
+        return 0
+    if not args.entregas:
+        parser.error("indica al menos una entrega (.ipynb) o una carpeta con entregas")
+    if not args.timeout > 0:
+        parser.error("--timeout debe ser un número de segundos mayor que 0")
+    if args.jobs < 1:
+        parser.error("--jobs debe ser 1 o más")
+    if not args.max_salida > 0:
+        parser.error("--max-salida debe ser un número de MiB mayor que 0")
     files, warnings = expand_paths(args.entregas)
+    if args.parte:
+        try:
+            files = shard(files, *_part(args.parte))
+        except ValueError as error:
+            parser.error(str(error))
     for warning in warnings:
         print(f"aviso: {warning}", file=sys.stderr)
     if not files:
         parser.error("no hay ninguna entrega que corregir")
-    if any(csv_path.resolve() == f.resolve() for f in files):
+    if any(os.path.abspath(csv_path) == os.path.abspath(f) for f in files):
         parser.error(f"--csv {csv_path} es una de las entregas; elige otro archivo para las notas")
     executed_dir = Path(args.ejecutados) if args.ejecutados else None
     if executed_dir:
@@ -87,22 +163,31 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--ejecutados {executed_dir} no es una carpeta")
         executed_dir.mkdir(parents=True, exist_ok=True)
 
+    if args.parte and args.semilla is None:
+        parser.error("con --parte, da a todas las partes la misma --semilla (p. ej. --semilla 2024): así "
+                     "todas las entregas se corrigen con las mismas fechas ocultas")
+    seed = secrets.randbelow(2**31) if args.semilla is None else args.semilla
+    isolated, why = sandbox_available()
+    if not isolated:
+        print(f"AVISO: las entregas se ejecutarán SIN AISLAMIENTO. {why}", file=sys.stderr)
     if csv_path.exists():
         print(f"aviso: {csv_path} ya existe; se reescribe con estas notas", file=sys.stderr)
-    print(f"Corrigiendo {len(files)} entrega(s); máximo {args.timeout:g} s por cuaderno.")
-    grades: list[Grade] = []
+    print(f"Corrigiendo {len(files)} entrega(s), {args.jobs} a la vez; máximo {args.timeout:g} s por cuaderno; "
+          f"semilla de las fechas ocultas {seed} (para repetir la corrección: --semilla {seed}).")
     used: set[str] = set()
-    for number, path in enumerate(files, start=1):
-        print(f"[{number}/{len(files)}] {path} ...", flush=True)
-        grade = grade_file(path, timeout=args.timeout)
-        grades.append(grade)
+
+    def on_grade(finished: list[Grade], grade: Grade) -> None:
         score = f"{grade.total}/{grade.maximo} puntos" if grade.maximo is not None else "sin corregir"
-        print(f"      {grade.cuaderno or '?'}: {score} ({_duration(grade.seconds)})"
-              + (f" — {grade.motivo}" if grade.motivo else ""), flush=True)
-        write_csv(grades, csv_path)  # tras cada entrega: si se interrumpe, lo corregido no se pierde
+        print(f"[{len(finished)}/{len(files)}] {grade.archivo} — {grade.cuaderno or '?'}: {score} "
+              f"({_duration(grade.seconds)})" + (f" — {grade.motivo}" if grade.motivo else ""), flush=True)
+        write_csv(finished, csv_path)  # tras cada entrega, escrito aparte y renombrado: nunca a medias
         if executed_dir and grade.executed is not None:
             _save_executed(grade, executed_dir, used)
 
+    with course_copy() as course:
+        grades = grade_paths(files, course=course, jobs=args.jobs, on_grade=on_grade,
+                             limits=RunLimits(timeout=args.timeout, output_bytes=int(args.max_salida * 2**20)), seed=seed)
+    write_csv(grades, csv_path)
     print()
     print(table(grades))
     print()

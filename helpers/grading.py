@@ -1,44 +1,56 @@
-"""Corrección de entregas para el profesorado: ejecuta cada cuaderno y reúne los puntos en un CSV.
+"""Corrección de entregas para el profesorado: una cadena de pasos pequeños, cada uno con un solo trabajo.
 
-Cada entrega se ejecuta en una COPIA dentro de una carpeta temporal nueva (el archivo entregado nunca
-se toca), con nbclient, un kernel de Python de este mismo entorno y un límite de tiempo por cuaderno.
-Una celda que falla no detiene la ejecución. Los puntos salen de los resultados que emiten las
-comprobaciones (``checks.X(...)``) con el tipo MIME ``RESULT_MIME``; si un resultado falta, la fila
-dice por qué. Un archivo que no es un cuaderno, está dañado, se pasa de tiempo o no es del curso
-recibe su fila con el motivo, y la corrección sigue con las demás.
+1. **leer** (``read_submission``): los bytes de la entrega, una sola vez; se reconoce el cuaderno.
+2. **preparar** (``prepare``): sin salidas, y cada celda de comprobación sustituida por la del profesor
+   (la de ``notebooks/`` de la copia del curso), como hace nbgrader con sus celdas de prueba.
+3. **ejecutar** (``run``): en una carpeta propia, dentro de la caja de arena (``helpers.sandbox``), sobre
+   una copia del curso sin soluciones (``helpers.release``), con límites. Cada ``checks.X(...)`` entrega
+   sus objetos como datos (``helpers.checks.handover``). Este paso no da puntos.
+4. **juzgar** (``judge``): en un proceso nuevo de quien corrige (``helpers.judge``), las mismas funciones
+   de comprobación sobre los objetos entregados, con fechas ocultas. De aquí, y solo de aquí, salen los
+   puntos: nada que la entrega imprima, muestre o escriba en su cuaderno cuenta.
+5. **informar** (``write_csv``, ``table``): una fila por entrega, escrita por quien corrige.
+
+Las entregas nunca se modifican. Un archivo que no es un cuaderno, está dañado, se pasa de tiempo o no
+es del curso recibe su fila con el motivo, y la corrección sigue con las demás.
 
 La orden de línea está en ``helpers.grade``; aquí está la lógica, usable desde Python::
 
-    grades = grade_paths(["entregas/"], timeout=1800)
+    with course_copy() as course:
+        grades = [grade_file(p, course=course) for p in expand_paths(["entregas/"])[0]]
     write_csv(grades, "notas.csv")
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
-import math
 import os
 import re
+import secrets
+import subprocess
 import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import nbformat
 
-from .checks.core import RESULT_MIME, STRICT_ENV
+from .checks.core import NOT_ATTEMPTED
 from .checks.registry import EXERCISES, ExerciseInfo
-from .exercise_notebooks import checks_called, without_outputs
-from .paths import OUTPUT_ENV
+from .exercise_notebooks import NOTEBOOKS_DIR, checks_called, without_outputs
+from .grading_run import EXECUTED, HANDED_OVER, STATE, SUBMISSION
+from .sandbox import NOT_ISOLATED, Limits, run_sandboxed
 
 DEFAULT_TIMEOUT = 1800  # segundos por cuaderno (todas sus celdas juntas)
-STARTUP_TIMEOUT = 120  # segundos para que arranque el kernel (con la máquina cargada tarda más)
+JUDGE_TIMEOUT = 900  # segundos para juzgar lo entregado por un cuaderno
 SUPPORTED_NBFORMAT = (3, 4)  # la 3 se convierte a la 4 al leerla
+MAX_SUBMISSION_BYTES = 50 * 2**20
 
 
 class SubmissionError(Exception):
@@ -54,8 +66,10 @@ class Grade:
     points: dict[str, int] = field(default_factory=dict)  # ejercicio de su cuaderno -> puntos
     maximo: int | None = None
     motivos: list[str] = field(default_factory=list)
+    aislamiento: str = ""  # "bwrap" o el aviso de que se ejecutó sin aislar
     seconds: float = 0.0
     executed: Any = field(default=None, repr=False)  # el cuaderno ejecutado (nbformat), si se ejecutó
+    mensajes: dict[str, str] = field(default_factory=dict)  # ejercicio -> veredicto del juez
 
     @property
     def total(self) -> int:
@@ -125,187 +139,133 @@ def checks_in(nb) -> set[str]:
     return {name for cell in nb.cells if cell.cell_type == "code" for name in checks_called(cell.source)}
 
 
-# --- ejecutar --------------------------------------------------------------------------------------
+# --- preparar ---------------------------------------------------------------------------------------
 
-def _kernel_manager_class():
-    """Un gestor de kernels que arranca SIEMPRE el Python de este entorno (``sys.executable``).
-
-    Así un kernel "python3" de otro entorno registrado en la máquina del profesor no se cuela.
-    """
-    import zmq
-    from jupyter_client.kernelspec import KernelSpec
-    from jupyter_client.manager import AsyncKernelManager
-    from traitlets import default
-
-    curve = "transport_encryption" in AsyncKernelManager.class_trait_names() and zmq.has("curve")
-
-    class CourseKernelManager(AsyncKernelManager):
-        if curve:  # claves CurveZMQ para el kernel (así ipykernel no avisa en cada entrega)
-            @default("transport_encryption")
-            def _encrypt_when_possible(self):
-                return "auto"
-
-        @property
-        def kernel_spec(self):
-            if self._kernel_spec is None:
-                self._kernel_spec = KernelSpec(
-                    argv=[sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-                    name="python3", display_name="Python 3 (curso-lora)", language="python",
-                    metadata={"supported_encryption": ["curve"]})
-            return self._kernel_spec
-
-    return CourseKernelManager
+def instructor_check_cells(notebook: str, notebooks_dir: Path = NOTEBOOKS_DIR) -> dict[str, str]:
+    """Ejercicio -> código de su celda de comprobación en el cuaderno de ejercicios del profesor."""
+    nb = nbformat.read(Path(notebooks_dir) / f"{notebook}.ipynb", as_version=4)
+    return {name: cell.source for cell in nb.cells if cell.cell_type == "code"
+            for name in checks_called(cell.source)}
 
 
-def kernel_env(output: Path) -> dict[str, str]:
-    """El entorno del kernel: el de quien corrige, sin modo estricto y con las salidas en ``output``."""
-    env = dict(os.environ)
-    env.pop(STRICT_ENV, None)
-    env[OUTPUT_ENV] = str(output)
-    env.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")  # calla un aviso del depurador al arrancar
-    return env
-
-
-def execute(nb, workdir: Path, timeout: float = DEFAULT_TIMEOUT) -> str | None:
-    """Ejecuta ``nb`` (se modifica: recibe las salidas) con ``workdir`` como carpeta de trabajo.
-
-    ``timeout`` es para el cuaderno entero, desde la primera celda. Devuelve ``None`` si llegó al final,
-    o el motivo por el que se detuvo; las salidas de las celdas ya ejecutadas se conservan.
-    """
-    from nbclient import NotebookClient
-    from nbclient.exceptions import CellTimeoutError, DeadKernelError
-
-    state: dict[str, Any] = {"deadline": None, "cell": None}
-
-    def timeout_func(cell) -> int:
-        now = time.monotonic()
-        if state["deadline"] is None:
-            state["deadline"] = now + timeout
-        return max(1, math.ceil(state["deadline"] - now))
-
-    def on_cell_start(cell=None, cell_index=None, **_):
-        state["cell"] = cell_index
-
-    output = workdir / "salidas"
-    output.mkdir(parents=True, exist_ok=True)
-    client = NotebookClient(
-        nb, kernel_name="python3", kernel_manager_class=_kernel_manager_class(),
-        allow_errors=True, timeout_func=timeout_func, startup_timeout=STARTUP_TIMEOUT,
-        interrupt_on_timeout=False, shutdown_kernel="immediate", record_timing=False,
-        on_cell_start=on_cell_start, resources={"metadata": {"path": str(workdir)}})
-
-    def where() -> str:
-        if state["cell"] is None:
-            return "antes de la primera celda"
-        return f"en la celda {state['cell'] + 1}"
-
-    try:
-        client.execute(env=kernel_env(output), cwd=str(workdir))
-    except CellTimeoutError:
-        return (f"se agotó el tiempo ({_seconds(timeout)} por cuaderno) {where()}; "
-                "cuentan las comprobaciones hechas hasta entonces")
-    except DeadKernelError:
-        return (f"el kernel se detuvo {where()} (¿memoria agotada, exit() o un fallo de una librería?); "
-                "cuentan las comprobaciones hechas hasta entonces")
-    except Exception as error:  # noqa: BLE001 - la corrección sigue con la siguiente entrega
-        if state["cell"] is None:
-            return f"no pude arrancar el kernel de Python ({type(error).__name__}: {_short(str(error))})"
-        return f"la ejecución se interrumpió {where()} ({type(error).__name__}: {_short(str(error))})"
-    return None
-
-
-# --- leer los resultados ---------------------------------------------------------------------------
-
-def check_results(nb, notebook: str) -> dict[str, bool]:
-    """Ejercicio -> aprobado, según los resultados emitidos en las salidas (cuenta el ÚLTIMO de cada uno)."""
-    results = {}
-    for cell in nb.cells:
+def prepare(nb, notebook: str, notebooks_dir: Path = NOTEBOOKS_DIR,
+            exercises: Sequence[ExerciseInfo] = EXERCISES) -> tuple[Any, list[str]]:
+    """La entrega lista para ejecutar (sin salidas, celdas de comprobación del profesor) y sus motivos."""
+    official = instructor_check_cells(notebook, notebooks_dir)
+    copy = without_outputs(nb)
+    copy.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    found = set()
+    for cell in copy.cells:
         if cell.cell_type != "code":
             continue
-        for out in cell.get("outputs", []):
-            if out.get("output_type") not in ("display_data", "execute_result"):
-                continue
-            payload = out.get("data", {}).get(RESULT_MIME)
-            if isinstance(payload, str):
-                try:
-                    payload = json.loads(payload)
-                except json.JSONDecodeError:
-                    continue
-            if isinstance(payload, dict) and payload.get("notebook") == notebook and "exercise" in payload:
-                results[payload["exercise"]] = payload.get("passed") is True
-    return results
+        names = [name for name in checks_called(cell.source) if name in official]
+        if names:
+            cell.source = official[names[0]]
+            found.add(names[0])
+    reasons = [f"falta la comprobación de {e.name} (¿borraste o renombraste la llamada checks.{e.name}(...)?)"
+               for e in exercises if e.notebook == notebook and e.name not in found]
+    return copy, reasons
 
 
-def _call_cells(nb, name: str) -> list:
-    return [cell for cell in nb.cells if cell.cell_type == "code" and name in checks_called(cell.source)]
+# --- ejecutar ---------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class RunLimits:
+    """Los límites de cada entrega: tiempo, memoria, procesos, salida y datos entregados."""
+
+    timeout: float = DEFAULT_TIMEOUT
+    memory_bytes: int = 8 * 2**30
+    max_processes: int = 64
+    output_bytes: int = 20 * 2**20
+    disk_bytes: int = 4 * 2**30
 
 
-def _missing_reason(nb, name: str, stopped: bool) -> str | None:
-    """Por qué una comprobación que SÍ está en el código no dejó resultado."""
-    cells = _call_cells(nb, name)
-    call = f"checks.{name}(...)"
-    ran = [cell for cell in cells if cell.get("execution_count") is not None]
-    for cell in ran:
-        for out in cell.get("outputs", []):
-            if out.get("output_type") == "error":
-                return f"la celda de {call} dio un error: {out.get('ename')}: {_short(out.get('evalue', ''))}"
-    if not ran:
-        return None if stopped else f"la celda de {call} no se ejecutó"
-    return f"{call} no dio resultado (¿está dentro de un if, de una función o de un try?)"
+def run(nb, folder: Path, course: Path, limits: RunLimits = RunLimits(), cpus: int | None = None,
+        isolate: bool = True) -> tuple[Any, list[str], str]:
+    """Ejecuta ``nb`` en ``folder`` dentro de la caja: (cuaderno ejecutado o None, motivos, aislamiento)."""
+    from .model import CACHE_ENV, cache_dir
+
+    nbformat.write(nb, folder / SUBMISSION)
+    argv = [sys.executable, "-m", "helpers.grading_run", str(folder), "--timeout", str(limits.timeout),
+            "--max-salida", str(limits.output_bytes)]
+    result = run_sandboxed(
+        argv, course=course, workdir=folder, log=folder.parent / f"{folder.name}.log",
+        limits=Limits(timeout=limits.timeout + 120, memory_bytes=limits.memory_bytes,
+                      max_processes=limits.max_processes, output_bytes=limits.output_bytes,
+                      disk_bytes=limits.disk_bytes),
+        env={CACHE_ENV: str(cache_dir())}, read_only=(cache_dir(),), cpus=cpus, isolate=isolate)
+    reasons = []
+    stop = _read_json(folder / STATE, {}).get("motivo") if result.ok else None
+    if isinstance(stop, str) and stop:
+        reasons.append(stop[:300] + "; cuentan las comprobaciones hechas hasta entonces")
+    if not result.ok:
+        reasons.append(f"la ejecución se detuvo: {result.reason or 'terminó con un error'}; cuentan las "
+                       "comprobaciones hechas hasta entonces")
+    try:
+        executed = nbformat.read(folder / EXECUTED, as_version=4)
+    except Exception:  # noqa: BLE001 - sin copia ejecutada se corrige igual, con lo entregado
+        executed = None
+    return executed, reasons, "bwrap" if result.isolated else result.warning or NOT_ISOLATED
 
 
-def collect(nb, notebook: str, calls: set[str] | None = None, exercises: Sequence[ExerciseInfo] = EXERCISES,
-            stopped: bool = False) -> tuple[dict[str, int], list[str]]:
-    """Puntos por ejercicio y motivos, a partir de un cuaderno ya ejecutado.
+# --- juzgar -----------------------------------------------------------------------------------------
 
-    ``calls``: los ejercicios cuya llamada aparece en el código entregado (por defecto, los de ``nb``).
-    ``stopped``: la ejecución no llegó al final (no se repite el motivo en cada ejercicio no alcanzado).
-    Los puntos de un ejercicio aprobado salen del registro, no de lo que diga la salida.
-    """
-    calls = checks_in(nb) if calls is None else calls
-    results = check_results(nb, notebook)
-    points, reasons = {}, []
-    for info in (e for e in exercises if e.notebook == notebook):
-        points[info.name] = info.points if results.get(info.name) else 0
-        if info.name in results:
-            continue
-        if info.name not in calls:
-            reasons.append(f"falta la comprobación de {info.name} "
-                           f"(¿borraste o renombraste la llamada checks.{info.name}(...)?)")
-        else:
-            reason = _missing_reason(nb, info.name, stopped)
-            if reason:
-                reasons.append(reason)
-    return points, reasons
+def judge(handed_over: Path, notebook: str, seed: int, cpus: int | None = None) -> dict[str, dict]:
+    """Los veredictos de ``helpers.judge`` sobre lo entregado, en un proceso nuevo (ni el de la entrega ni este)."""
+    env = dict(os.environ)
+    if cpus:
+        env.update({name: str(cpus) for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")})
+    done = subprocess.run([sys.executable, "-m", "helpers.judge", str(handed_over), "--cuaderno", notebook,
+                           "--semilla", str(seed)], capture_output=True, text=True, timeout=JUDGE_TIMEOUT,
+                          env=env, cwd=str(handed_over.parent), check=False)
+    if done.returncode != 0:
+        raise RuntimeError(_short(done.stderr.strip().splitlines()[-1] if done.stderr.strip() else
+                                  f"código {done.returncode}"))
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-# --- corregir --------------------------------------------------------------------------------------
+# --- corregir una entrega ---------------------------------------------------------------------------
 
-def grade_file(path, *, timeout: float = DEFAULT_TIMEOUT,
+def grade_file(path, *, course: Path, limits: RunLimits = RunLimits(), seed: int | None = None,
+               cpus: int | None = None, isolate: bool = True,
                exercises: Sequence[ExerciseInfo] = EXERCISES) -> Grade:
     """Corrige una entrega. No lanza: cualquier problema va a la fila, en ``motivos``."""
     grade = Grade(archivo=str(path))
     start = time.monotonic()
     try:
-        _grade_into(grade, Path(path), timeout, exercises)
+        _grade_into(grade, Path(path), Path(course), limits, secrets.randbelow(2**31) if seed is None else seed,
+                    cpus, isolate, exercises)
     except Exception as error:  # noqa: BLE001 - un fallo inesperado no para el lote
         grade.motivos.append(f"error interno al corregir ({type(error).__name__}: {_short(str(error))})")
     grade.seconds = time.monotonic() - start
     return grade
 
 
-def _grade_into(grade: Grade, path: Path, timeout: float, exercises: Sequence[ExerciseInfo]) -> None:
+def read_submission(path: Path, exercises: Sequence[ExerciseInfo] = EXERCISES):
+    """(cuaderno nbformat, nombre del cuaderno del curso) de una entrega; ``SubmissionError`` si no se puede."""
+    if path.is_symlink():
+        raise SubmissionError("es un enlace simbólico: entrega el archivo en sí, no un enlace a otro")
+    if not path.exists():
+        raise SubmissionError("no encuentro el archivo")
+    if not path.is_file():
+        raise SubmissionError("no es un archivo")
+    if path.stat().st_size > MAX_SUBMISSION_BYTES:
+        raise SubmissionError(f"el archivo pesa más de {MAX_SUBMISSION_BYTES // 2**20} MiB: ¿entregaste el "
+                              "cuaderno con salidas enormes? Bórralas (Kernel > Restart & Clear Output)")
     try:
-        if not path.exists():
-            raise SubmissionError("no encuentro el archivo")
-        if not path.is_file():
-            raise SubmissionError("no es un archivo")
         data = path.read_bytes()  # la única vez que se lee la entrega; no se vuelve a abrir
-        submitted = parse_submission(data)
-        grade.cuaderno = identify(submitted, path.name, exercises)
-    except (SubmissionError, OSError) as error:
-        reason = str(error) if isinstance(error, SubmissionError) else f"no puedo leer el archivo ({error})"
-        grade.motivos.append(reason)
+    except OSError as error:
+        raise SubmissionError(f"no puedo leer el archivo ({error.strerror or error})") from None
+    nb = parse_submission(data)
+    return nb, identify(nb, path.name, exercises)
+
+
+def _grade_into(grade: Grade, path: Path, course: Path, limits: RunLimits, seed: int, cpus: int | None,
+                isolate: bool, exercises: Sequence[ExerciseInfo]) -> None:
+    try:
+        submitted, grade.cuaderno = read_submission(path, exercises)
+    except SubmissionError as error:
+        grade.motivos.append(str(error))
         try:  # si el nombre dice qué cuaderno es, la fila va con los suyos (con 0 puntos)
             _expect(grade, identify(nbformat.v4.new_notebook(), path.name, exercises), exercises)
         except SubmissionError:
@@ -313,15 +273,19 @@ def _grade_into(grade: Grade, path: Path, timeout: float, exercises: Sequence[Ex
         return
 
     _expect(grade, grade.cuaderno, exercises)
-    calls = checks_in(submitted)
+    prepared, missing = prepare(submitted, grade.cuaderno, course / "notebooks", exercises)
     with tempfile.TemporaryDirectory(prefix="curso-lora-correccion-", ignore_cleanup_errors=True) as tmp:
-        workdir = Path(tmp)
-        copy = without_outputs(submitted)  # solo cuenta lo que salga al ejecutarlo aquí
-        nbformat.write(copy, workdir / "entrega.ipynb")  # la copia que se ejecuta
-        stop = execute(copy, workdir, timeout)
-    grade.executed = copy
-    grade.points, reasons = collect(copy, grade.cuaderno, calls, exercises, stopped=stop is not None)
-    grade.motivos += ([stop] if stop else []) + reasons
+        folder = Path(tmp) / "entrega"
+        folder.mkdir()
+        grade.executed, reasons, grade.aislamiento = run(prepared, folder, course, limits, cpus, isolate)
+        verdicts = judge(folder / HANDED_OVER, grade.cuaderno, seed, cpus)
+    for info in (e for e in exercises if e.notebook == grade.cuaderno):
+        verdict = verdicts.get(info.name, {})
+        grade.points[info.name] = info.points if verdict.get("puntos") == info.points else 0
+        grade.mensajes[info.name] = f"{verdict.get('estado', '?')}: {verdict.get('mensaje', '')}"
+        if verdict.get("estado") == NOT_ATTEMPTED and not reasons and info.name not in " ".join(missing):
+            reasons.append(f"{info.name}: {_short(verdict.get('mensaje', ''))}")
+    grade.motivos += missing + reasons
 
 
 def _expect(grade: Grade, notebook: str, exercises: Sequence[ExerciseInfo]) -> None:
@@ -331,36 +295,66 @@ def _expect(grade: Grade, notebook: str, exercises: Sequence[ExerciseInfo]) -> N
 
 
 def expand_paths(paths: Iterable) -> tuple[list[Path], list[str]]:
-    """Archivos a corregir (las carpetas aportan sus ``*.ipynb``, también en subcarpetas) y avisos."""
+    """Archivos a corregir (las carpetas aportan sus ``*.ipynb``, también en subcarpetas) y avisos.
+
+    Cada ruta es una fila: un enlace simbólico es una entrega aparte (se rechaza con su motivo), nunca
+    se junta con el archivo al que apunta. Una misma ruta escrita dos veces cuenta una vez.
+    """
     files, warnings_, seen = [], [], set()
     for given in map(Path, paths):
-        if given.is_dir():
-            found = sorted(p for p in given.rglob("*") if p.suffix.lower() == ".ipynb" and p.is_file()
+        if given.is_dir() and not given.is_symlink():
+            found = sorted(p for p in given.rglob("*") if p.suffix.lower() == ".ipynb"
+                           and (p.is_file() or p.is_symlink())
                            and not any(part.startswith(".") for part in p.relative_to(given).parts))
             if not found:
                 warnings_.append(f"la carpeta {given} no tiene cuadernos .ipynb")
         else:
             found = [given]
         for path in found:
-            key = path.resolve()
+            key = Path(os.path.abspath(path))
             if key not in seen:
                 seen.add(key)
                 files.append(path)
     return files, warnings_
 
 
-def grade_paths(paths: Iterable, *, timeout: float = DEFAULT_TIMEOUT,
-                exercises: Sequence[ExerciseInfo] = EXERCISES,
-                on_grade: Callable[[int, int, Grade], None] | None = None) -> list[Grade]:
-    """Corrige varias entregas (archivos o carpetas), una detrás de otra; un problema no para el lote."""
-    files, _ = expand_paths(paths)
-    grades = []
-    for number, path in enumerate(files, start=1):
-        grade = grade_file(path, timeout=timeout, exercises=exercises)
-        grades.append(grade)
-        if on_grade:
-            on_grade(number, len(files), grade)
-    return grades
+def shard(files: Sequence[Path], index: int, total: int) -> list[Path]:
+    """La parte ``index`` (1..total) de ``files``: una de cada ``total``, en orden; todas juntas, todas."""
+    return [path for number, path in enumerate(files) if number % total == index - 1]
+
+
+@contextlib.contextmanager
+def course_copy(source: Path | None = None):
+    """Una copia temporal del curso sin soluciones (la que ven las entregas), borrada al terminar."""
+    from .model import base_model_path
+    from .paths import COURSE_ROOT
+    from .release import build_release
+
+    base_model_path()  # el modelo convertido ya en caché: dentro de la caja solo se lee
+    with tempfile.TemporaryDirectory(prefix="curso-lora-curso-") as tmp:
+        yield build_release(Path(tmp) / "curso", Path(source or COURSE_ROOT))
+
+
+def grade_paths(paths: Iterable, *, course: Path, jobs: int = 1, on_grade=None, **options) -> list[Grade]:
+    """Corrige varias entregas, ``jobs`` a la vez (hilos de CPU repartidos); el orden de las filas es el dado.
+
+    ``on_grade(grades_so_far)`` se llama tras cada entrega con las filas terminadas, en orden.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    files = list(paths)
+    cpus = max(1, (os.cpu_count() or 1) // max(1, jobs))
+    done: dict[int, Grade] = {}
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        futures = {pool.submit(grade_file, path, course=course, cpus=cpus, **options): n
+                   for n, path in enumerate(files)}
+        from concurrent.futures import as_completed
+
+        for future in as_completed(futures):
+            done[futures[future]] = future.result()
+            if on_grade:
+                on_grade([done[n] for n in sorted(done)], done[futures[future]])
+    return [done[n] for n in range(len(files))]
 
 
 # --- informar --------------------------------------------------------------------------------------
@@ -375,14 +369,22 @@ def columns(exercises: Sequence[ExerciseInfo] = EXERCISES) -> dict[tuple[str, st
 
 
 def csv_header(exercises: Sequence[ExerciseInfo] = EXERCISES) -> list[str]:
-    return ["archivo", "cuaderno", *columns(exercises).values(), "total", "maximo", "motivo"]
+    return ["archivo", "cuaderno", *columns(exercises).values(), "total", "maximo", "motivo", "aislamiento"]
 
 
 def csv_row(grade: Grade, exercises: Sequence[ExerciseInfo] = EXERCISES) -> list:
     cells = [grade.points.get(name, "") if notebook == grade.cuaderno else ""
              for (notebook, name) in columns(exercises)]
     maximo = "" if grade.maximo is None else grade.maximo
-    return [grade.archivo, grade.cuaderno or "", *cells, grade.total, maximo, grade.motivo]
+    row = [grade.archivo, grade.cuaderno or "", *cells, grade.total, maximo, grade.motivo, grade.aislamiento]
+    return [_cell(value) for value in row]
+
+
+def _cell(value):
+    """Un texto que una hoja de cálculo tomaría por fórmula (=, +, -, @...) va precedido de un apóstrofo."""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
 
 
 def write_csv(grades: Sequence[Grade], csv_path, exercises: Sequence[ExerciseInfo] = EXERCISES) -> Path:
@@ -422,6 +424,17 @@ def table(grades: Sequence[Grade], exercises: Sequence[ExerciseInfo] = EXERCISES
             lines.append("  " + "  ".join(str(v).ljust(w) for v, w in zip(row, widths)) + "  " + row[-1])
         blocks.append("\n".join(line.rstrip() for line in lines))
     return "\n\n".join(blocks)
+
+
+def _read_json(path: Path, default):
+    """Un JSON pequeño escrito dentro de la caja (no se fía de él: solo da el texto de un motivo)."""
+    try:
+        if path.is_symlink() or path.stat().st_size > 2**16:
+            return default
+        value = json.loads(path.read_text(encoding="utf-8"))
+        return value if isinstance(value, type(default)) else default
+    except (OSError, ValueError):
+        return default
 
 
 def _short(text: str, limit: int = 160) -> str:

@@ -14,3 +14,12 @@ def output_dir(*parts: str) -> Path:
     folder = Path(os.environ.get(OUTPUT_ENV) or COURSE_ROOT / "salidas").expanduser().joinpath(*parts)
     folder.mkdir(parents=True, exist_ok=True)
     return folder
+
+
+def shown(path) -> str:
+    """Una ruta para enseñarla: relativa a la carpeta del curso (nunca la ruta completa de la máquina)."""
+    path = Path(path)
+    try:
+        return path.resolve().relative_to(COURSE_ROOT).as_posix()
+    except ValueError:
+        return path.name

@@ -60,7 +60,7 @@ def test_arguments_after_the_command_pass_through():
 def test_every_make_target_is_a_command_of_curso_py():
     makefile = (ROOT / "Makefile").read_text()
     targets = set(re.search(r"TARGETS := (.*?)\n\.PHONY", makefile, re.DOTALL)[1].replace("\\", " ").split())
-    assert targets | {"grade"} == set(curso.COMMANDS)
+    assert targets | {"grade", "release"} == set(curso.COMMANDS)
     assert "$(CURSO) $@" in makefile  # cada objetivo solo llama a curso.py
 
 
@@ -145,10 +145,14 @@ def test_test_runs_ruff_then_pytest_strictly_on_the_solutions(course, monkeypatc
     python = str(curso.venv_python(root))
     assert commands == [
         [python, "-m", "ruff", "check", "."],
-        [python, "-m", "pytest", "tests", "solutions/a.ipynb", "solutions/b.ipynb", "--nbval-lax",
+        [python, "-m", "pytest", "solutions/a.ipynb", "solutions/b.ipynb", "tests", "--nbval-lax",
          "--nbval-current-env", "-x"],
     ]
-    assert envs == [{"CURSO_LORA_STRICT": "1"}] * 2
+    # los cuadernos resueltos entregan sus objetos en una carpeta temporal que después juzga test_grading.py
+    handed_over = envs[0]["CURSO_LORA_HANDOVER"]
+    assert envs == [{"CURSO_LORA_STRICT": "1", "CURSO_LORA_HANDOVER": handed_over,
+                     "CURSO_LORA_HANDOVER_CI": handed_over}] * 2
+    assert not Path(handed_over).exists()  # y se borra al terminar
 
 
 def test_a_ruff_finding_stops_before_pytest(course, monkeypatch):

@@ -153,11 +153,11 @@ def test_exercise_notebook_strips_solutions_outputs_and_counts_and_keeps_the_res
         else:
             assert new == old
     assert nb.cells[2].metadata == {"tags": ["ejercicio"]}
-    assert nb.cells[2].source == ("# Ejercicio 🐢\n" + TODO.format(name="lora_config")
+    assert nb.cells[2].source == ("# Ejercicio 🐢\n" + todo("lora_config", "peft_config", "steps")
                                   + "\npeft_config = None\nsteps = None\nprint('listo')")
-    assert nb.cells[4].source == ("results = {}\nfor r in RANKS:\n    " + TODO.format(name="rank_sweep")
+    assert nb.cells[4].source == ("results = {}\nfor r in RANKS:\n    " + todo("rank_sweep")
                                   + "\n    pass\nprint(results)")  # results[r] = … no liga nombres
-    assert nb.cells[5].source == "def train():\n    " + TODO.format(name="rank_sweep") + "\n    pass"
+    assert nb.cells[5].source == "def train():\n    " + todo("rank_sweep") + "\n    pass"
     assert not [c for c in nb.cells if c.cell_type == "code" and (BEGIN in c.source or END in c.source)]
     assert nbformat.reads(render(nb), as_version=4) == nb
 
@@ -171,16 +171,27 @@ def test_the_exercise_cells_run_and_leave_the_names_as_none():
     assert namespace["peft_config"] is None and namespace["steps"] is None and namespace["results"] == {}
 
 
-def test_strip_keeps_indentation_and_binds_every_assigned_name():
+def todo(exercise, *names):
+    produce = f": crea {', '.join(f'`{n}`' for n in names)}" if names else ""
+    return TODO.format(name=exercise, produce=produce)
+
+
+def test_strip_keeps_indentation_and_binds_every_assigned_name_but_loop_variables():
     source = "if True:\n" + region("a, (b, *c) = 1, (2, 3)\nfor i in range(2):\n    d = i\nwith x() as e:\n"
                                    "    pass\ndef f():\n    g = 1\nm.attr = 1\nm[0] = 1", "    ")
     out = strip_solutions(source, "olora")
-    assert out.splitlines() == ["if True:", "    " + TODO.format(name="olora"),
-                                *(f"    {name} = None" for name in "abcidef")]
+    assert out.splitlines() == ["if True:", "    " + todo("olora", *"abcdef"),
+                                *(f"    {name} = None" for name in "abcdef")]
+
+
+def test_the_todo_names_what_to_produce_and_never_stubs_a_loop_variable():
+    source = region("answers = {}\nfor name in NAMES:\n    answers[name] = 1\nformat_of = dict(answers)")
+    out = strip_solutions(source, "switch_adapters")
+    assert "name = None" not in out and "crea `answers`, `format_of`" in out
 
 
 def test_a_region_without_names_at_top_level_leaves_only_the_todo():
-    assert strip_solutions(region("trainer.train()"), "sft_trainer") == TODO.format(name="sft_trainer")
+    assert strip_solutions(region("trainer.train()"), "sft_trainer") == todo("sft_trainer")
 
 
 @pytest.mark.parametrize("source, message", [

@@ -235,6 +235,8 @@ class Model(Format):
             config = LoraConfig.from_pretrained(str(path))
             init = config.init_lora_weights
             config.init_lora_weights = True  # los pesos vienen del archivo: no volver a inicializar (OLoRA, PiSSA)
+            if not (path / "adapter_model.safetensors").is_file():  # PEFT lo prefiere; pickle no hay (_verify)
+                return Unexpected(f"un adaptador '{name}' sin adapter_model.safetensors")
             if number == 0:
                 model = PeftModel.from_pretrained(model, str(path), adapter_name=name, config=config)
             else:
@@ -310,6 +312,31 @@ class Pipeline(Format):
         return pipeline("text-generation", model=model, tokenizer=load_tokenizer())
 
 
+class Mapping(Format):
+    """Un diccionario ``{clave: objeto}`` (p. ej. ``{rango: trainer}``): cada valor viaja con ``inner``."""
+
+    name = "diccionario"
+    MAX_ENTRIES = 16
+
+    def __init__(self, inner: Format):
+        self.inner = inner
+        self.name = f"diccionario de {inner.name}"
+
+    def dump(self, value, folder):
+        if not isinstance(value, dict) or len(value) > self.MAX_ENTRIES:
+            raise TypeError(type(value).__name__)
+        for number, item in enumerate(value.values()):
+            (folder / str(number)).mkdir()
+            self.inner.dump(item, folder / str(number))
+        (folder / "claves.json").write_text(json.dumps(_encode(list(value))), encoding="utf-8")
+
+    def load(self, folder):
+        keys = _decode(json.loads(_read_text(folder / "claves.json")))
+        if not isinstance(keys, list) or len(keys) > self.MAX_ENTRIES:
+            return Unexpected("un diccionario entregado con una forma desconocida")
+        return {_hashable(key): self.inner.load(folder / str(number)) for number, key in enumerate(keys)}
+
+
 # ---------------------------------------------------------------- escribir y leer un ejercicio
 def handover_root() -> Path | None:
     value = os.environ.get(HANDOVER_ENV)
@@ -365,10 +392,15 @@ def read(exercise: str, formats: dict[str, Format], root: Path) -> dict:
     return arguments
 
 
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
+
+
 def _verify(folder: Path) -> None:
     for path in folder.rglob("*"):
-        if path.is_symlink():
-            raise ValueError(f"la entrega contiene un enlace simbólico ({path.name})")
+        if path.is_symlink() or not (path.is_file() or path.is_dir()):
+            raise ValueError(f"la entrega contiene algo que no es un archivo normal ({path.name})")
+        if path.suffix in PICKLE_SUFFIXES and path.parent.name != "archivos":  # solo se nombran, nunca se cargan
+            raise ValueError(f"la entrega contiene un archivo pickle ({path.name}), que nunca se carga")
     listed = json.loads(_read_text(folder / MANIFEST))
     present = {str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()} - {MANIFEST}
     if present != set(listed):

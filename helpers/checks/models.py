@@ -20,7 +20,7 @@ def lora_layers(model) -> list:
     return [(name, module) for name, module in model.named_modules() if isinstance(module, LoraLayer)]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def base_checkpoint() -> dict | None:
     """{clave: archivo .safetensors} del modelo base local; None si no está en una carpeta local."""
     from ..model import base_model_path
@@ -38,4 +38,4 @@ def base_checkpoint() -> dict | None:
     from safetensors import safe_open
 
     with safe_open(str(single), "pt") as f:
-        return {k: str(single) for k in f.keys()}
+        return dict.fromkeys(f.keys(), str(single))

@@ -1,0 +1,130 @@
+"""Paso 2 de la corrección: ejecutar una entrega ya preparada (dentro del aislamiento, sin dar puntos).
+
+Uso (lo lanza ``helpers.grading`` dentro del aislamiento; no hace falta a mano)::
+
+    python -m helpers.grading_run CARPETA --timeout SEGUNDOS --max-salida BYTES
+
+Lee ``CARPETA/entrega.ipynb``, lo ejecuta con nbclient y un kernel de este mismo Python (una celda que
+falla no detiene nada) y deja ``CARPETA/ejecutado.ipynb`` (para que el profesor vea los ✅/❌) y
+``CARPETA/estado.json`` (por qué se detuvo, si se detuvo). Los objetos de cada ``checks.X(...)`` quedan en
+``CARPETA/entregado/`` (``CURSO_LORA_HANDOVER``). Nada de lo que escribe este paso da puntos: todo lo
+juzga después ``helpers.judge`` en otro proceso.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import nbformat
+
+from .checks.core import STRICT_ENV
+from .checks.handover import HANDOVER_ENV
+from .paths import OUTPUT_ENV
+
+STARTUP_TIMEOUT = 120  # segundos para que arranque el kernel (con la máquina cargada tarda más)
+SUBMISSION, EXECUTED, STATE, HANDED_OVER = "entrega.ipynb", "ejecutado.ipynb", "estado.json", "entregado"
+
+
+class OutputFlood(Exception):
+    """La entrega escribió más salida de la permitida."""
+
+
+def _kernel_manager_class():
+    """Un gestor de kernels que arranca SIEMPRE el Python de este entorno (``sys.executable``)."""
+    from jupyter_client.kernelspec import KernelSpec
+    from jupyter_client.manager import AsyncKernelManager
+
+    class CourseKernelManager(AsyncKernelManager):
+        @property
+        def kernel_spec(self):
+            if self._kernel_spec is None:
+                self._kernel_spec = KernelSpec(
+                    argv=[sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+                    name="python3", display_name="Python 3 (curso-lora)", language="python")
+            return self._kernel_spec
+
+    return CourseKernelManager
+
+
+def kernel_env(folder: Path) -> dict[str, str]:
+    """El entorno del kernel: sin modo estricto, salidas y objetos entregados dentro de ``folder``."""
+    env = dict(os.environ)
+    env.pop(STRICT_ENV, None)
+    env[OUTPUT_ENV] = str(folder / "salidas")
+    env[HANDOVER_ENV] = str(folder / HANDED_OVER)
+    env.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")  # calla un aviso del depurador al arrancar
+    return env
+
+
+def execute(nb, folder: Path, timeout: float, max_output: int) -> str | None:
+    """Ejecuta ``nb`` (recibe las salidas) en ``folder``; ``None`` si llegó al final, si no el motivo."""
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellTimeoutError, DeadKernelError
+
+    state: dict[str, Any] = {"deadline": None, "cell": None, "bytes": 0}
+
+    def timeout_func(cell) -> int:
+        now = time.monotonic()
+        if state["deadline"] is None:
+            state["deadline"] = now + timeout
+        return max(1, math.ceil(state["deadline"] - now))
+
+    def on_cell_start(cell=None, cell_index=None, **_):
+        state["cell"] = cell_index
+
+    class CappedClient(NotebookClient):
+        def output(self, outs, msg, display_id, cell_index):
+            state["bytes"] += len(json.dumps(msg.get("content", {})))
+            if state["bytes"] > max_output:
+                raise OutputFlood()
+            return super().output(outs, msg, display_id, cell_index)
+
+    (folder / "salidas").mkdir(parents=True, exist_ok=True)
+    client = CappedClient(
+        nb, kernel_name="python3", kernel_manager_class=_kernel_manager_class(),
+        allow_errors=True, timeout_func=timeout_func, startup_timeout=STARTUP_TIMEOUT,
+        interrupt_on_timeout=False, shutdown_kernel="immediate", record_timing=False,
+        on_cell_start=on_cell_start, resources={"metadata": {"path": str(folder)}})
+
+    def where() -> str:
+        return "antes de la primera celda" if state["cell"] is None else f"en la celda {state['cell'] + 1}"
+
+    try:
+        client.execute(env=kernel_env(folder), cwd=str(folder))
+    except OutputFlood:
+        return (f"la entrega escribió más de {max_output / 2**20:.0f} MiB de salida {where()}; "
+                "se detuvo ahí")
+    except CellTimeoutError:
+        return f"se agotó el tiempo ({timeout:g} s por cuaderno) {where()}"
+    except DeadKernelError:
+        return f"el kernel se detuvo {where()} (¿memoria agotada, exit() o un fallo de una librería?)"
+    except Exception as error:  # noqa: BLE001 - se informa y la corrección sigue
+        if state["cell"] is None:
+            return f"no pude arrancar el kernel de Python ({type(error).__name__})"
+        return f"la ejecución se interrumpió {where()} ({type(error).__name__})"
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m helpers.grading_run")
+    parser.add_argument("carpeta")
+    parser.add_argument("--timeout", type=float, required=True)
+    parser.add_argument("--max-salida", type=int, required=True)
+    args = parser.parse_args(argv)
+    folder = Path(args.carpeta)
+    nb = nbformat.read(folder / SUBMISSION, as_version=4)
+    stop = execute(nb, folder, args.timeout, args.max_salida)
+    nbformat.write(nb, folder / EXECUTED)
+    (folder / STATE).write_text(json.dumps({"motivo": stop}), encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
