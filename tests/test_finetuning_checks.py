@@ -1,29 +1,32 @@
 """Comprobaciones del cuaderno lora_finetuning.
 
-Cada comprobación pasa con la respuesta buena y falla, con su mensaje concreto, ante respuestas
-equivocadas realistas. Casi todo usa objetos baratos (configuraciones, resultados pequeños, un
-SFTTrainer sin entrenar o adaptadores con pesos aleatorios); lo que entrena de verdad va marcado `slow`.
+Cada comprobación pasa con los objetos reales de la solución (entrenados de verdad, con presupuestos
+diminutos), falla con su mensaje concreto ante respuestas fabricadas y errores realistas, y la corrección
+(``handover.write`` + ``judge`` en este proceso, con fechas ocultas) da el mismo veredicto. Lo que entrena
+el adaptador principal entero (minutos) y lo que ejecuta el cuaderno va marcado `slow`.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from types import SimpleNamespace
 
 import pytest
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model
-from transformers import pipeline
+from transformers import TextGenerationPipeline, pipeline
 from trl import SFTConfig, SFTTrainer
 
-from helpers.checks import core
+from helpers.build_adapters import adapter_dir
+from helpers.checks import core, handover, registry
 from helpers.checks import finetuning as checks
-from helpers.data import make_splits
+from helpers.data import answer, make_splits
 from helpers.evaluation import EvalResult, evaluate
 from helpers.model import load_base_model, load_tokenizer
 from helpers.training import score_only_labelled_tokens, sft_device_args
 
-LORA_R8_PER_RANK = 81_408 * 30 // 8  # parámetros entrenables de SmolLM2 con all-linear, por unidad de rango
+HIDDEN_SEED = 7
 
 
 @pytest.fixture
@@ -48,54 +51,55 @@ def fails(shown, check, *args, message: str) -> None:
     assert "saltó un error" not in text, f"un error inesperado en vez del mensaje: {text}"
 
 
+def not_attempted(shown, check, *args) -> None:
+    """Los stubs del cuaderno de ejercicios (todo None): ⏳, no ❌."""
+    assert check(*args) is False
+    assert "⏳" in shown[-1]["text/plain"]
+
+
+def judged(check, tmp_path, **arguments):
+    """El veredicto de la corrección: entrega los objetos como datos y los juzga con fechas ocultas."""
+    handover.write(check.info.name, arguments, check.handover, tmp_path)
+    return check.judge(tmp_path, HIDDEN_SEED)
+
+
 def fresh():
     return load_base_model("cpu")[0]
 
 
 @pytest.fixture(scope="module")
 def tiny_splits():
-    return make_splits("iso", sizes={"train": 8, "validation": 4, "test": 4})
+    return make_splits("iso", sizes={"train": 16, "validation": 4, "test": 4})
 
 
-def tiny_trainer(folder, splits, peft_config=None, model=None):
-    """Un SFTTrainer de verdad sobre un modelo recién cargado, sin entrenar (barato)."""
-    args = SFTConfig(
-        output_dir=str(folder),
-        max_steps=1,
-        per_device_train_batch_size=2,
-        save_strategy="no",
-        disable_tqdm=True,
-        **sft_device_args("cpu"),
-    )
-    return SFTTrainer(
-        model=model or fresh(),
-        args=args,
-        train_dataset=splits["train"],
-        processing_class=load_tokenizer(),
-        peft_config=peft_config,
-    )
+def tiny_trainer(folder, splits, peft_config=None, model=None, steps=2, lr=1e-3):
+    """Un SFTTrainer de verdad sobre un modelo recién cargado (sin entrenar: llama a ``.train()``)."""
+    args = SFTConfig(output_dir=str(folder), max_steps=steps, per_device_train_batch_size=2, learning_rate=lr,
+                     lr_scheduler_type="constant", save_strategy="no", disable_tqdm=True, seed=0,
+                     **sft_device_args("cpu"))
+    return SFTTrainer(model=model or fresh(), args=args, train_dataset=splits["train"],
+                      processing_class=load_tokenizer(), peft_config=peft_config)
 
 
-def result(correct: int, total: int, predictions=None) -> EvalResult:
-    predictions = predictions or ["2021-03-05"] * total
-    return EvalResult(
-        correct, total, ["viernes 5 de marzo de 2021"] * total, ["2021-03-05"] * total, predictions
-    )
+def good_config(**changes):
+    kwargs = {"r": 8, "lora_alpha": 16, "lora_dropout": 0.0, "target_modules": ["q_proj", "v_proj"],
+              "bias": "none", "task_type": "CAUSAL_LM"}
+    return LoraConfig(**{**kwargs, **changes})
+
+
+def result(correct: int, total: int) -> EvalResult:
+    return EvalResult(correct, total, ["viernes 5 de marzo de 2021"] * total, ["2021-03-05"] * total,
+                      ["2021-03-05"] * total)
 
 
 # --- 🐢 lora_config ------------------------------------------------------------------------------------
 
 
-def good_config(**changes):
-    kwargs = {
-        "r": 8,
-        "lora_alpha": 16,
-        "lora_dropout": 0.0,
-        "target_modules": ["q_proj", "v_proj"],
-        "bias": "none",
-        "task_type": "CAUSAL_LM",
-    }
-    return LoraConfig(**{**kwargs, **changes})
+def test_untouched_exercises_are_not_attempted(shown):
+    not_attempted(shown, checks.lora_config, None)
+    not_attempted(shown, checks.rank_sweep, None)
+    not_attempted(shown, checks.full_finetuning, None, None)
+    not_attempted(shown, checks.merge_and_save, None, None, None)
 
 
 def test_lora_config_passes(shown, base):
@@ -103,13 +107,12 @@ def test_lora_config_passes(shown, base):
     assert "r=8, lora_alpha=16" in passes(shown, checks.lora_config, good_config(), model)
     passes(shown, checks.lora_config, good_config(target_modules="all-linear"), model)
     passes(shown, checks.lora_config, good_config(target_modules=r".*\.(q|v)_proj"), model)
-    passes(shown, checks.lora_config, good_config())  # sin modelo no mira los nombres
+    passes(shown, checks.lora_config, good_config())  # sin modelo: la arquitectura del curso
 
 
 @pytest.mark.parametrize(
     "answer, message",
     [
-        (None, "Todavía no hay configuración"),
         ({"r": 8, "task_type": "CAUSAL_LM"}, "Esperaba una `LoraConfig` de PEFT y recibí un dict"),
         (good_config(r=0), "El rango `r=0` no vale"),
         (good_config(r=1024), "`r=1024` es enorme"),
@@ -126,33 +129,41 @@ def test_lora_config_fails_with_its_message(shown, base, answer, message):
     fails(shown, checks.lora_config, answer, base[0], message=message)
 
 
-# --- 🐢 sft_trainer ------------------------------------------------------------------------------------
+def test_lora_config_is_judged_without_the_model(tmp_path):
+    """En la corrección no llega `model`: los módulos se buscan en la arquitectura del curso."""
+    assert judged(checks.lora_config, tmp_path, config=good_config(target_modules="all-linear")).passed
+    outcome = judged(checks.lora_config, tmp_path, config=good_config(target_modules=["c_attn"]))
+    assert not outcome.passed and "'c_attn'" in outcome.message
+
+
+# --- objetos entrenados de verdad, con presupuestos diminutos -------------------------------------------
 
 
 @pytest.fixture(scope="module")
-def lora_trainer(tmp_path_factory, tiny_splits):
-    """Un SFTTrainer con LoRA, sin entrenar: sus adaptadores empiezan siendo la identidad (B = 0)."""
-    return tiny_trainer(
-        tmp_path_factory.mktemp("lora"), tiny_splits, good_config(target_modules="all-linear")
-    )
+def small_sweep(tmp_path_factory, tiny_splits):
+    """Tres trainers LoRA (r = 2, 4, 8) entrenados 2 pasos con el mismo presupuesto, como el barrido."""
+    score_only_labelled_tokens()
+    root = tmp_path_factory.mktemp("barrido")
+    sweep = {}
+    for r in (2, 4, 8):
+        sweep[r] = tiny_trainer(root / f"rango_{r}", tiny_splits, good_config(r=r, lora_alpha=2 * r))
+        sweep[r].train()
+    return sweep
 
 
-@pytest.fixture
-def stepped(lora_trainer, monkeypatch):
-    """El mismo trainer, como si ya hubiera dado 5 pasos."""
-    monkeypatch.setattr(lora_trainer.state, "global_step", 5)
-    return lora_trainer
+@pytest.fixture(scope="module")
+def untrained(tmp_path_factory, tiny_splits):
+    """Un SFTTrainer con LoRA sin entrenar: sus adaptadores empiezan siendo la identidad (B = 0)."""
+    return tiny_trainer(tmp_path_factory.mktemp("sin_entrenar"), tiny_splits, good_config())
+
+
+# --- 🐢 sft_trainer ------------------------------------------------------------------------------------
 
 
 def test_sft_trainer_fails_without_a_trainer(shown):
-    fails(shown, checks.sft_trainer, None, None, message="Todavía no hay trainer")
-    fails(
-        shown,
-        checks.sft_trainer,
-        SimpleNamespace(model=None),
-        result(120, 120),
-        message="Esperaba un `SFTTrainer` de TRL y recibí un SimpleNamespace",
-    )
+    not_attempted(shown, checks.sft_trainer, None, None)
+    fails(shown, checks.sft_trainer, SimpleNamespace(model=None), result(120, 120), message="no es un trainer")
+    fails(shown, checks.sft_trainer, {"accuracy": 0.95}, None, message="no es un trainer (recibí un dict)")
 
 
 def test_sft_trainer_fails_without_peft_config(shown, tmp_path, tiny_splits):
@@ -160,115 +171,100 @@ def test_sft_trainer_fails_without_peft_config(shown, tmp_path, tiny_splits):
     fails(shown, checks.sft_trainer, trainer, result(120, 120), message="no tiene adaptadores LoRA")
 
 
-def test_sft_trainer_fails_when_not_trained(shown, lora_trainer):
-    assert lora_trainer.state.global_step == 0
-    fails(shown, checks.sft_trainer, lora_trainer, result(120, 120), message="todavía no ha entrenado")
+def test_sft_trainer_fails_when_not_trained(shown, untrained, monkeypatch):
+    assert untrained.state.global_step == 0
+    fails(shown, checks.sft_trainer, untrained, result(120, 120), message="todavía no ha entrenado")
+    monkeypatch.setattr(untrained.state, "global_step", 5)  # «ha dado pasos», pero B sigue a cero
+    fails(shown, checks.sft_trainer, untrained, result(120, 120), message="siguen a cero")
 
 
-def test_sft_trainer_fails_on_missing_small_or_low_evaluation(shown, stepped):
-    fails(shown, checks.sft_trainer, stepped, None, message="Pasa también la evaluación")
-    fails(shown, checks.sft_trainer, stepped, result(40, 40), message="Evaluaste 40 ejemplos")
-    fails(shown, checks.sft_trainer, stepped, result(60, 120), message="Exactitud 50.0% (60/120)")
+def test_sft_trainer_rejects_a_shipped_adapter_presented_as_trained(shown, tiny_splits, tmp_path):
+    shipped = PeftModel.from_pretrained(fresh(), adapter_dir("iso"), is_trainable=True)
+    trainer = tiny_trainer(tmp_path, tiny_splits, model=shipped)
+    trainer.state.global_step = 40
+    fails(shown, checks.sft_trainer, trainer, result(112, 120), message="es el publicado en `adapters/iso`")
 
 
-def test_sft_trainer_fails_when_the_evaluation_is_not_of_this_model(shown, stepped):
-    # 95 % «medido» con otro modelo: el del trainer (sin entrenar) no responde eso.
-    fails(shown, checks.sft_trainer, stepped, result(114, 120), message="no son las de `trainer.model`")
+def test_sft_trainer_judges_by_what_the_adapter_does(shown, small_sweep, tmp_path):
+    """Dos pasos no bastan: la evaluación que «dice» 120/120 no cuenta, cuenta lo que el modelo responde."""
+    fails(shown, checks.sft_trainer, small_sweep[8], result(120, 120), message="hace falta al menos 24 de 32")
+    outcome = judged(checks.sft_trainer, tmp_path, trainer=small_sweep[8])
+    assert not outcome.passed and "hace falta al menos 24 de 32" in outcome.message
 
 
 # --- 🐕 rank_sweep -------------------------------------------------------------------------------------
 
 
-def run_result(r, eval_loss=0.1, accuracy=0.5, steps=8, **changes):
-    return {
-        "trainable": LORA_R8_PER_RANK * r,
-        "eval_loss": eval_loss,
-        "accuracy": accuracy,
-        "steps": steps,
-        **changes,
-    }
+def hand_written(r, **changes):
+    return {"trainable": 305_280 * r, "eval_loss": 0.1, "accuracy": 0.7, "steps": 8, **changes}
 
 
-def good_sweep():
-    return {2: run_result(2, 0.30, 0.2), 8: run_result(8, 0.12, 0.6), 32: run_result(32, 0.10, 0.7)}
+def test_rank_sweep_passes_on_the_trained_trainers(shown, small_sweep, tmp_path):
+    text = passes(shown, checks.rank_sweep, small_sweep)
+    assert "3 rangos entrenados con el mismo presupuesto (2 pasos)" in text and "r=8: 221" in text
+    assert judged(checks.rank_sweep, tmp_path, sweep=small_sweep).passed
 
 
-def test_rank_sweep_passes(shown):
-    assert "r=32" in passes(shown, checks.rank_sweep, good_sweep())
-
-
-@pytest.mark.parametrize(
-    "answer, message",
-    [
-        (None, "Todavía no hay resultados"),
-        (
-            [run_result(2), run_result(8), run_result(32)],
-            "Esperaba un diccionario {rango: resultado} y recibí un list",
-        ),
-        ({8: run_result(8), 16: run_result(16)}, "Solo hay 2 rango(s) ([8, 16])"),
-        ({**good_sweep(), 8: run_result(8, eval_loss=None)}, "Al rango 8 le falta 'eval_loss'"),
-        (
-            {**good_sweep(), 32: run_result(32, accuracy=70)},
-            "La exactitud del rango 32 debe estar entre 0 y 1",
-        ),
-        ({r: run_result(r, trainable=134_515_008) for r in (2, 8, 32)}, "no crecen en proporción al rango"),
-        (
-            {**good_sweep(), 32: run_result(32, steps=30)},
-            "No todos los rangos tienen el mismo presupuesto de pasos",
-        ),
-    ],
-)
-def test_rank_sweep_fails_with_its_message(shown, answer, message):
-    fails(shown, checks.rank_sweep, answer, message=message)
-
-
-# --- 🦁 full_finetuning --------------------------------------------------------------------------------
-
-
-def full_result(**changes):
-    return {
-        "trainable": 134_515_008,
-        "accuracy": 0.4,
-        "peak_bytes": 3.1e9,
-        "seconds_per_step": 6.0,
-        "disk_bytes": 538_090_408,
-        "steps": 8,
-        **changes,
-    }
-
-
-def lora_result(**changes):
-    return {
-        "trainable": 2_442_240,
-        "accuracy": 0.6,
-        "peak_bytes": 2.2e9,
-        "seconds_per_step": 3.5,
-        "disk_bytes": 9_786_120,
-        "steps": 8,
-        **changes,
-    }
-
-
-def test_full_finetuning_passes(shown):
-    text = passes(shown, checks.full_finetuning, full_result(), lora_result())
-    assert "55× más parámetros" in text and "55× más bytes" in text
+def test_rank_sweep_rejects_hand_written_results(shown, tmp_path):
+    fake = {r: hand_written(r) for r in (2, 8, 32)}
+    fails(shown, checks.rank_sweep, fake, message="`sweep[2]` es un dict, no un trainer")
+    assert not judged(checks.rank_sweep, tmp_path, sweep=fake).passed
 
 
 @pytest.mark.parametrize(
-    "full, lora, message",
+    "make, message",
     [
-        (None, lora_result(), "Falta el resultado `full`"),
-        (full_result(), None, "Falta el resultado `lora`"),
-        (full_result(peak_bytes=None), lora_result(), "A `full` le falta 'peak_bytes'"),
-        (full_result(steps=30), lora_result(), "Presupuestos distintos: 30 pasos"),
-        (full_result(trainable=2_442_240), lora_result(), "¿Le pasaste `peft_config` también"),
-        (full_result(), lora_result(trainable=134_515_008), "casi tantos como el ajuste completo"),
-        (full_result(disk_bytes=9_786_120), lora_result(), "¿guardaste el modelo completo"),
-        (full_result(seconds_per_step=0), lora_result(), "deben ser mayores que 0"),
+        (lambda s: list(s.values()), "Esperaba un diccionario {rango: trainer} y recibí un list"),
+        (lambda s: {2: s[2], 8: s[8]}, "Solo hay 2 rango(s)"),
+        (lambda s: {2: s[8], 4: s[4], 8: s[2]}, "El adaptador de `sweep[2]` tiene rango [8]"),
+        (lambda s: {"r2": s[2], "r4": s[4], "r8": s[8]}, "Las claves deben ser los rangos"),
     ],
 )
-def test_full_finetuning_fails_with_its_message(shown, full, lora, message):
-    fails(shown, checks.full_finetuning, full, lora, message=message)
+def test_rank_sweep_fails_with_its_message(shown, small_sweep, make, message):
+    fails(shown, checks.rank_sweep, make(small_sweep), message=message)
+
+
+def test_rank_sweep_fails_with_an_untrained_rank_or_another_budget(shown, small_sweep, untrained, monkeypatch):
+    fails(shown, checks.rank_sweep, {**small_sweep, 8: untrained}, message="`sweep[8]` no ha entrenado")
+    monkeypatch.setattr(small_sweep[4].args, "max_steps", 30)
+    fails(shown, checks.rank_sweep, small_sweep, message="No todos los rangos tienen el mismo presupuesto")
+
+
+# --- 🐕 full_finetuning --------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def full_trainer(tmp_path_factory, tiny_splits):
+    """Ajuste completo, 2 pasos: el mismo presupuesto que ``small_sweep`` y una tasa baja."""
+    trainer = tiny_trainer(tmp_path_factory.mktemp("completo"), tiny_splits, lr=5e-5)
+    trainer.train()
+    return trainer
+
+
+def test_full_finetuning_passes_on_the_two_trainers(shown, full_trainer, small_sweep, tmp_path):
+    text = passes(shown, checks.full_finetuning, full_trainer, small_sweep[8])
+    assert "134\u00a0515\u00a0008 parámetros" in text and "fechas nuevas" in text
+    assert judged(checks.full_finetuning, tmp_path, full=full_trainer, lora=small_sweep[8]).passed
+
+
+def test_full_finetuning_rejects_hand_written_results(shown, tmp_path):
+    full = {"trainable": 134_515_008, "accuracy": 0.66, "peak_bytes": 3.5e9, "seconds_per_step": 1.7,
+            "disk_bytes": 538_090_408, "steps": 8}
+    lora = {**full, "trainable": 2_442_240, "disk_bytes": 9_786_120}
+    fails(shown, checks.full_finetuning, full, lora, message="El primer argumento es un dict, no un trainer")
+    assert not judged(checks.full_finetuning, tmp_path, full=full, lora=lora).passed
+
+
+def test_full_finetuning_fails_with_its_message(shown, full_trainer, small_sweep, untrained, tiny_splits,
+                                                tmp_path, monkeypatch):
+    lora = small_sweep[8]
+    fails(shown, checks.full_finetuning, lora, lora, message="El ajuste completo tiene adaptador LoRA")
+    fails(shown, checks.full_finetuning, full_trainer, full_trainer, message="la referencia LoRA no tiene")
+    fails(shown, checks.full_finetuning, full_trainer, untrained, message="la referencia LoRA todavía no ha")
+    not_trained = tiny_trainer(tmp_path, tiny_splits)
+    fails(shown, checks.full_finetuning, not_trained, lora, message="El ajuste completo todavía no ha entrenado")
+    monkeypatch.setattr(lora.args, "per_device_train_batch_size", 8)
+    fails(shown, checks.full_finetuning, full_trainer, lora, message="Presupuestos distintos")
 
 
 # --- 🦁 olora ------------------------------------------------------------------------------------------
@@ -295,37 +291,30 @@ def olora_setup(tmp_path_factory, tiny_splits):
     model.save_pretrained(root / "convertido", path_initial_model_for_weight_conversion=str(root / "inicial"))
     model.save_pretrained(root / "sin_convertir")
     model.save_pretrained(root / "inicial_tarde")  # el inicial, guardado DESPUÉS de entrenar: mal
-    model.save_pretrained(
-        root / "mal_convertido", path_initial_model_for_weight_conversion=str(root / "inicial_tarde")
-    )
+    model.save_pretrained(root / "mal_convertido",
+                          path_initial_model_for_weight_conversion=str(root / "inicial_tarde"))
     return trainer, root
 
 
-def test_olora_passes(shown, olora_setup):
+def test_olora_passes(shown, olora_setup, tmp_path):
     trainer, root = olora_setup
     assert "2·8" in passes(shown, checks.olora, trainer, root / "convertido")
+    assert judged(checks.olora, tmp_path, trainer=trainer, converted_dir=root / "convertido").passed
 
 
-def test_olora_fails_with_its_message(shown, olora_setup, stepped, tmp_path):
+def test_olora_fails_with_its_message(shown, olora_setup, small_sweep, tmp_path):
     trainer, root = olora_setup
     fails(shown, checks.olora, None, root / "convertido", message="Todavía no hay trainer de OLoRA")
-    fails(shown, checks.olora, stepped, root / "convertido", message="empezó con `init_lora_weights=True`")
+    not_attempted(shown, checks.olora, None, None)
+    fails(shown, checks.olora, small_sweep[8], root / "convertido", message="empezó con `init_lora_weights=True`")
     fails(shown, checks.olora, trainer, None, message="Falta la carpeta del adaptador convertido")
     fails(shown, checks.olora, trainer, tmp_path / "no_existe", message="no existe")
     fails(shown, checks.olora, trainer, tmp_path, message="no hay un adaptador")
-    fails(
-        shown, checks.olora, trainer, root / "sin_convertir", message="Guardaste el adaptador sin convertir"
-    )
-    fails(
-        shown, checks.olora, trainer, root / "inicial", message="tiene r=8; la conversión de PEFT lo deja en"
-    )
-    fails(
-        shown,
-        checks.olora,
-        trainer,
-        root / "mal_convertido",
-        message="no calcula lo mismo que el modelo entrenado",
-    )
+    fails(shown, checks.olora, trainer, root / "sin_convertir", message="Guardaste el adaptador sin convertir")
+    fails(shown, checks.olora, trainer, root / "inicial", message="tiene r=8; la conversión de PEFT lo deja en")
+    fails(shown, checks.olora, trainer, root / "mal_convertido", message="no calcula lo mismo que el modelo")
+    outcome = judged(checks.olora, tmp_path / "corrección", trainer=trainer, converted_dir=root / "mal_convertido")
+    assert not outcome.passed
 
 
 def test_olora_fails_when_not_trained(shown, tmp_path, tiny_splits):
@@ -337,12 +326,12 @@ def test_olora_fails_when_not_trained(shown, tmp_path, tiny_splits):
 
 
 @pytest.fixture(scope="module")
-def merge_setup(tmp_path_factory):
-    """Un adaptador con pesos aleatorios (no es la identidad), su fusión y varias carpetas guardadas."""
+def merge_setup(small_sweep, tmp_path_factory):
+    """El adaptador entrenado de ``small_sweep[8]``, su fusión y varias carpetas guardadas."""
     root = tmp_path_factory.mktemp("fusion")
     tok = load_tokenizer()
-    adapter_model = get_peft_model(fresh(), good_config(target_modules="all-linear", init_lora_weights=False))
-    adapter_model.save_pretrained(root / "adaptador")
+    trainer = small_sweep[8]
+    trainer.model.save_pretrained(root / "adaptador")
     merged = PeftModel.from_pretrained(fresh(), root / "adaptador").merge_and_unload()
     merged.save_pretrained(root / "fusionado")
     tok.save_pretrained(root / "fusionado")
@@ -352,130 +341,111 @@ def merge_setup(tmp_path_factory):
     base = fresh()
     base.save_pretrained(root / "base")  # guardó el modelo base, no el fusionado
     tok.save_pretrained(root / "base")
-    return SimpleNamespace(root=root, adapter_model=adapter_model, merged=merged)
+    return SimpleNamespace(root=root, trainer=trainer, merged=merged)
 
 
-def test_merge_and_save_passes(shown, merge_setup):
+def test_merge_and_save_passes(shown, merge_setup, tmp_path):
     s = merge_setup
-    assert "tras recargar" in passes(
-        shown, checks.merge_and_save, s.merged, s.adapter_model, s.root / "fusionado"
-    )
+    assert "tras recargar" in passes(shown, checks.merge_and_save, s.merged, s.trainer, s.root / "fusionado")
+    assert judged(checks.merge_and_save, tmp_path, merged=s.merged, adapter_trainer=s.trainer,
+                  merged_dir=s.root / "fusionado").passed
 
 
-def test_merge_and_save_takes_the_trainer_too(shown, merge_setup, tmp_path):
-    """En el cuaderno se pasa `trainer`: sin entrenar (None) es un ❌, no un AttributeError en la celda."""
-    from transformers import Trainer, TrainingArguments
-
+def test_merge_and_save_fails_with_its_message(shown, merge_setup, untrained, tmp_path):
     s = merge_setup
-    trainer = Trainer(model=s.adapter_model, args=TrainingArguments(output_dir=str(tmp_path), use_cpu=True,
-                                                                    report_to="none"))
-    assert "tras recargar" in passes(shown, checks.merge_and_save, s.merged, trainer, s.root / "fusionado")
-    fails(shown, checks.merge_and_save, s.merged, None, s.root / "fusionado", message="El segundo argumento")
+    fusionado = s.root / "fusionado"
+    fails(shown, checks.merge_and_save, None, s.trainer, fusionado, message="Todavía no hay modelo fusionado")
+    fails(shown, checks.merge_and_save, s.trainer.model, s.trainer, fusionado, message="aún tiene capas LoRA")
+    fails(shown, checks.merge_and_save, s.merged, s.merged, fusionado, message="El segundo argumento debe ser")
+    fails(shown, checks.merge_and_save, s.merged, untrained, fusionado, message="sigue a cero")
+    fails(shown, checks.merge_and_save, s.merged, s.trainer, tmp_path / "no_existe", message="no existe")
+    fails(shown, checks.merge_and_save, s.merged, s.trainer, tmp_path, message="no hay un modelo guardado")
+    fails(shown, checks.merge_and_save, s.merged, s.trainer, s.root / "sin_tokenizador",
+          message="falta el tokenizador")
+    fails(shown, checks.merge_and_save, s.merged, s.trainer, s.root / "base", message="El modelo recargado")
 
 
-def test_merge_and_save_fails_with_its_message(shown, merge_setup, tmp_path):
-    s = merge_setup
-    fails(
-        shown,
-        checks.merge_and_save,
-        None,
-        s.adapter_model,
-        s.root / "fusionado",
-        message="Todavía no hay modelo fusionado",
-    )
-    fails(
-        shown,
-        checks.merge_and_save,
-        s.adapter_model,
-        s.adapter_model,
-        s.root / "fusionado",
-        message="aún tiene capas LoRA",
-    )
-    fails(
-        shown,
-        checks.merge_and_save,
-        s.merged,
-        s.merged,
-        s.root / "fusionado",
-        message="fusionaste ese mismo objeto",
-    )
-    fails(
-        shown, checks.merge_and_save, s.merged, s.adapter_model, tmp_path / "no_existe", message="no existe"
-    )
-    fails(
-        shown, checks.merge_and_save, s.merged, s.adapter_model, tmp_path, message="no hay un modelo guardado"
-    )
-    fails(
-        shown,
-        checks.merge_and_save,
-        s.merged,
-        s.adapter_model,
-        s.root / "sin_tokenizador",
-        message="falta el tokenizador",
-    )
-    fails(
-        shown,
-        checks.merge_and_save,
-        s.merged,
-        s.adapter_model,
-        s.root / "base",
-        message="El modelo recargado",
-    )
-
-
-def test_merge_and_save_fails_when_unload_dropped_the_adapter(shown, merge_setup):
+def test_merge_and_save_measures_instead_of_trusting(shown, merge_setup, tmp_path):
+    """`unload()` quita el adaptador sin sumarlo; el modelo base tal cual tampoco es la fusión."""
     s = merge_setup
     unloaded = PeftModel.from_pretrained(fresh(), s.root / "adaptador").unload()
-    fails(
-        shown,
-        checks.merge_and_save,
-        unloaded,
-        s.adapter_model,
-        s.root / "fusionado",
-        message="¿usaste `unload()`",
-    )
+    fails(shown, checks.merge_and_save, unloaded, s.trainer, s.root / "fusionado", message="¿usaste `unload()`")
+    outcome = judged(checks.merge_and_save, tmp_path, merged=fresh(), adapter_trainer=s.trainer,
+                     merged_dir=s.root / "base")
+    assert not outcome.passed and "no calcula lo mismo" in outcome.message
 
 
 # --- 🐕 pipeline_inference -----------------------------------------------------------------------------
 
 
-def test_pipeline_inference_fails_with_its_message(shown, base):
+class LookUpPipeline(TextGenerationPipeline):
+    """Un pipeline que no pregunta al modelo: busca la respuesta en las fechas de prueba."""
+
+    def __call__(self, messages, **kwargs):
+        table = {row["prompt"][-1]["content"]: answer(row) for row in make_splits("iso")["test"]}
+        reply = table.get(messages[-1]["content"], "")
+        return [{"generated_text": [*messages, {"role": "assistant", "content": reply}]}]
+
+
+def test_pipeline_inference_fails_with_its_message(shown, base, tmp_path):
     model, tok = base
-    fails(shown, checks.pipeline_inference, None, message="Todavía no hay pipeline")
+    not_attempted(shown, checks.pipeline_inference, None)
     fails(shown, checks.pipeline_inference, model, message="Esperaba un pipeline de transformers")
     base_pipe = pipeline("text-generation", model=model, tokenizer=tok)
     fails(shown, checks.pipeline_inference, base_pipe, message="El pipeline falla 8 de 8 fechas")
+    assert not judged(checks.pipeline_inference, tmp_path, pipe=base_pipe).passed
 
 
-# --- con un adaptador entrenado de verdad (lento) ------------------------------------------------------
+def test_pipeline_inference_rejects_a_look_up_pipeline(shown, base):
+    model, tok = base
+    fake = LookUpPipeline(model=model, tokenizer=tok)
+    fails(shown, checks.pipeline_inference, fake, message="responde distinto que su propio modelo")
+
+
+# --- las pistas hablan del cuaderno --------------------------------------------------------------------
+
+
+def _called_names(hint: str) -> set[str]:
+    """Las funciones y clases que una pista manda llamar: ``nombre(`` dentro de `código` (no métodos)."""
+    code = " ".join(re.findall(r"`([^`]+)`", hint))
+    return set(re.findall(r"(?<![\w.])([A-Za-z_]\w*)\(", code))
+
+
+def test_every_name_a_hint_calls_exists_in_the_notebook():
+    import builtins
+
+    import nbformat
+
+    from helpers.exercise_notebooks import NOTEBOOKS_DIR
+
+    notebook = "\n".join(c.source for c in nbformat.read(NOTEBOOKS_DIR / "lora_finetuning.ipynb", as_version=4).cells
+                         if c.cell_type == "code")
+    for info in registry.exercises_for("lora_finetuning"):
+        hint = getattr(checks, info.name)._hint
+        for name in _called_names(hint):
+            known = hasattr(builtins, name) or re.search(rf"(?:def |import [\w, ]*|, ){name}\b", notebook)
+            assert known, f"La pista de {info.name} manda llamar {name}(...), que el cuaderno no define ni importa"
+
+
+def test_the_hint_checker_notices_a_name_that_does_not_exist():
+    assert "run" in _called_names("entrena con `run(...)` y guarda `sweep[r] = run(...)`")
+    assert "save_pretrained" not in _called_names("`trainer.model.save_pretrained(init_dir)`")
+# --- con el adaptador principal entrenado de verdad (lento) --------------------------------------------
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """El entrenamiento principal del cuaderno (minutos en CPU): trainer, evaluación y adaptador guardado."""
+    from helpers import recipe
+
     splits = make_splits("iso")
     root = tmp_path_factory.mktemp("entrenado")
-    args = SFTConfig(
-        output_dir=str(root),
-        max_steps=40,
-        per_device_train_batch_size=8,
-        learning_rate=1e-3,
-        lr_scheduler_type="constant",
-        logging_steps=1,
-        save_strategy="no",
-        seed=0,
-        disable_tqdm=True,
-        **sft_device_args("cpu"),
-    )
-    tok = load_tokenizer()
     score_only_labelled_tokens()  # como el cuaderno
-    trainer = SFTTrainer(
-        model=fresh(),
-        args=args,
-        train_dataset=splits["train"],
-        processing_class=tok,
-        peft_config=good_config(target_modules="all-linear"),
-    )
+    tok = load_tokenizer()
+    trainer = SFTTrainer(model=fresh(), args=recipe.sft_config(root, eval_every=None, disable_tqdm=True,
+                                                               device="cpu"),
+                         train_dataset=splits["train"], processing_class=tok,
+                         peft_config=recipe.lora_config())
     trainer.train()
     trainer.model.save_pretrained(root / "adaptador")
     after = evaluate(trainer.model, tok, splits["test"], progress=False)
@@ -483,14 +453,87 @@ def trained(tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_sft_trainer_passes_on_a_trained_adapter(shown, trained):
-    assert "fechas que no había visto" in passes(shown, checks.sft_trainer, trained.trainer, trained.after)
+def test_sft_trainer_passes_on_a_trained_adapter(shown, trained, tmp_path):
+    text = passes(shown, checks.sft_trainer, trained.trainer, trained.after)
+    assert "fechas que no había visto" in text and "Tu evaluación (`after`)" in text
+    assert judged(checks.sft_trainer, tmp_path, trainer=trained.trainer).passed
 
 
 @pytest.mark.slow
-def test_pipeline_inference_passes_with_the_saved_adapter(shown, trained):
+def test_pipeline_inference_passes_with_the_saved_adapter(shown, trained, tmp_path):
     from peft import AutoPeftModelForCausalLM
 
     model = AutoPeftModelForCausalLM.from_pretrained(str(trained.adapter_dir))
     pipe = pipeline("text-generation", model=model, tokenizer=trained.tok)
-    assert "de 8 fechas de prueba" in passes(shown, checks.pipeline_inference, pipe)
+    assert "de 8 fechas nuevas" in passes(shown, checks.pipeline_inference, pipe)
+    assert judged(checks.pipeline_inference, tmp_path, pipe=pipe).passed
+
+
+# --- volver a ejecutar cada ejercicio dos veces (lento) --------------------------------------------------
+
+TINY_BUDGET = '''# presupuesto diminuto de la prueba (no es del cuaderno)
+MAIN_STEPS, MAIN_BATCH, EVAL_EVERY, VALIDATION_ROWS = 1, 2, 1, 2
+COMPARE_STEPS, COMPARE_BATCH, COMPARE_TEST_ROWS = 1, 2, 4
+MERGE_CHECK_ROWS, LATENCY_REPEATS = 4, 1
+_make_splits = make_splits
+
+
+def make_splits(fmt="iso", sizes=None, seed=0):
+    return _make_splits(fmt, {"train": 16, "validation": 4, "test": 8}, seed)
+'''
+
+
+def rerun_notebook(solution_path):
+    """El cuaderno de soluciones con presupuesto diminuto y cada ejercicio (celdas + comprobación) dos veces.
+
+    Devuelve el cuaderno y, por ejercicio, los índices de sus dos celdas de comprobación.
+    """
+    import nbformat
+
+    from helpers.exercise_notebooks import BEGIN, checks_called
+
+    source = nbformat.read(solution_path, as_version=4)
+    cells, pending, pairs = [], [], {}
+    for cell in source.cells:
+        if cell.cell_type != "code":
+            continue
+        cells.append(nbformat.v4.new_code_cell(cell.source))
+        if "MAIN_STEPS =" in cell.source:  # la celda de parámetros
+            cells.append(nbformat.v4.new_code_cell(TINY_BUDGET))
+        names = checks_called(cell.source)
+        if BEGIN in cell.source or (pending and not names):
+            pending.append(cell.source)
+        if names:
+            first = len(cells) - 1
+            cells += [nbformat.v4.new_code_cell(s) for s in pending] + [nbformat.v4.new_code_cell(cell.source)]
+            pairs[names[0]] = (first, len(cells) - 1)
+            pending = []
+    nb = nbformat.v4.new_notebook(cells=cells)
+    nb.metadata = source.metadata
+    return nb, pairs
+
+
+def verdict(cell) -> str:
+    """La primera línea de lo que muestra la comprobación, sin los puntos (✅/❌/⏳ y el título)."""
+    texts = [o.get("data", {}).get("text/plain", "") or o.get("text", "") for o in cell.outputs]
+    shown = next((t for t in texts if t[:1] in "✅❌⏳"), "")
+    return shown.split("(")[0].strip()
+
+
+@pytest.mark.slow
+def test_every_exercise_gives_the_same_verdict_when_run_twice(tmp_path, monkeypatch):
+    """Un alumno vuelve a ejecutar las celdas tras un ❌: la segunda vez, el mismo veredicto y sin errores."""
+    from pathlib import Path
+
+    from nbclient import NotebookClient
+
+    from helpers.exercise_notebooks import SOLUTIONS_DIR
+
+    monkeypatch.setenv("CURSO_LORA_OUTPUT", str(tmp_path))
+    nb, pairs = rerun_notebook(Path(SOLUTIONS_DIR) / "lora_finetuning.ipynb")
+    NotebookClient(nb, timeout=900, kernel_name="python3",
+                   resources={"metadata": {"path": str(SOLUTIONS_DIR)}}).execute()
+    assert set(pairs) == {e.name for e in registry.exercises_for("lora_finetuning")}
+    for name, (first, second) in pairs.items():
+        assert verdict(nb.cells[first]), f"{name}: sin veredicto"
+        assert verdict(nb.cells[first]) == verdict(nb.cells[second]), name
