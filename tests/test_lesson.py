@@ -219,8 +219,8 @@ def headings(text: str, level: int = 2) -> list[str]:
 
 def test_lesson_sections_in_order(lesson_text):
     expected = ["Qué es LoRA", "Cargar adaptadores", "Fusionar adaptadores", "Guía de implementación",
-                "OLoRA", "TRL con PEFT", "Implementación básica de la fusión", "Próximos pasos",
-                "Recursos"]
+                "OLoRA", "TRL con PEFT", "Implementación básica de la fusión",
+                "Escalar: varias GPU y varias máquinas", "Próximos pasos", "Recursos"]
     assert headings(lesson_text) == expected
 
 
