@@ -220,7 +220,8 @@ def headings(text: str, level: int = 2) -> list[str]:
 def test_lesson_sections_in_order(lesson_text):
     expected = ["Qué es LoRA", "Cargar adaptadores", "Fusionar adaptadores", "Guía de implementación",
                 "OLoRA", "TRL con PEFT", "Implementación básica de la fusión",
-                "Escalar: varias GPU y varias máquinas", "Próximos pasos", "Recursos"]
+                "Más allá: LoRA por dentro y en producción", "Escalar: varias GPU y varias máquinas",
+                "Próximos pasos", "Recursos"]
     assert headings(lesson_text) == expected
 
 
