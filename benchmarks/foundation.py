@@ -5,7 +5,8 @@
 3. Un paso de entrenamiento LoRA (SFTTrainer, lote 16 de la tarea) con ``sft_device_args()`` y
    ``score_only_labelled_tokens()``, como en el cuaderno; frente al mismo paso con TRL tal cual
    (puntúa todas las posiciones en CPU) y frente al paso con *activation checkpointing* (el valor
-   por defecto de TRL).
+   por defecto de TRL), y frente al paso en bf16 mixto (``bf16=True``): en una CPU con AMX, bf16 va
+   rápido; en una que solo tiene AVX2, se emula y va muchas veces más lento.
 
 Uso: ``python benchmarks/foundation.py [--repeats N] [--steps N]``. Escribe un JSON en salidas/bench/.
 """
@@ -19,6 +20,7 @@ import platform
 import statistics
 import tempfile
 import time
+from pathlib import Path
 
 import torch
 from peft import LoraConfig
@@ -80,6 +82,15 @@ def time_lora_steps(steps: int, **overrides) -> list[float]:
     return timer.times[1:]  # el primer paso incluye el calentamiento
 
 
+def cpu_features() -> str:
+    """Las extensiones de la CPU que deciden la velocidad de bf16 (Linux; en otros sistemas, «?»)."""
+    try:
+        flags = set(Path("/proc/cpuinfo").read_text().split())
+    except OSError:
+        return "?"
+    return " ".join(flag for flag in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if flag in flags) or "-"
+
+
 def summary(name: str, times: list[float]) -> dict:
     med = statistics.median(times)
     print(f"{name:<48} mediana {med:7.2f} s   (n={len(times)}: {', '.join(f'{t:.2f}' for t in times)})")
@@ -92,7 +103,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=6, help="pasos de entrenamiento por variante")
     args = parser.parse_args()
     cpu = platform.processor() or platform.machine()
-    print(f"CPU: {os.cpu_count()} núcleos, torch {torch.__version__}, {cpu}")
+    print(f"CPU: {os.cpu_count()} núcleos, torch {torch.__version__}, {cpu} ({cpu_features()})")
     results = {
         "first_load": summary("Primera carga (conversión GGUF + carga)", time_first_load(args.repeats)),
         "cached_load": summary("Carga con caché", time_cached_load(max(args.repeats, 5))),
@@ -103,10 +114,13 @@ def main() -> None:
     results["lora_step"] = summary("Paso LoRA lote 16 (como el cuaderno)", time_lora_steps(args.steps))
     results["lora_step_checkpointing"] = summary("Paso LoRA lote 16 (+ activation checkpointing)",
                                                  time_lora_steps(args.steps, activation_checkpointing=True))
+    results["lora_step_bf16"] = summary("Paso LoRA lote 16 (bf16 mixto)",
+                                        time_lora_steps(args.steps, bf16=True))
     median = {name: result["median_s"] for name, result in results.items()}
     step = median["lora_step"]
     print(f"Solo tokens con etiqueta: x{median['lora_step_trl_as_is'] / step:.2f} más rápido por paso; "
           f"checkpointing cuesta x{median['lora_step_checkpointing'] / step:.2f}; "
+          f"bf16 tarda x{median['lora_step_bf16'] / step:.2f} lo de float32; "
           f"primera carga / carga con caché: x{median['first_load'] / median['cached_load']:.0f}")
     path = output_dir("bench") / "foundation.json"
     path.write_text(json.dumps(results, indent=2))
