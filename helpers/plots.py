@@ -13,6 +13,8 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 from matplotlib.ticker import FuncFormatter
 
+from .numbers import decimal, percent
+
 TEXTS = {
     "step": "paso de entrenamiento",
     "loss": "pérdida (entropía cruzada)",
@@ -89,7 +91,7 @@ def rank_sweep(results: dict, path):
     curves.grid(alpha=0.3)
     curves.legend()
 
-    labels = [f"r={r}\n{results[r]['trainable'] / 1e6:.2f} M" for r in ranks]
+    labels = [f"r={r}\n{decimal(results[r]['trainable'] / 1e6, 2)} M" for r in ranks]
     for ax, key, title in (
         (losses, "eval_loss", TEXTS["eval_loss"]),
         (accuracy, "accuracy", TEXTS["accuracy"]),
@@ -97,7 +99,7 @@ def rank_sweep(results: dict, path):
         values = [results[r][key] for r in ranks]
         bars = ax.bar(labels, values, color=colors)
         ax.bar_label(
-            bars, labels=[f"{v:.3f}" if key == "eval_loss" else f"{v:.0%}" for v in values], fontsize=9
+            bars, labels=[decimal(v, 3) if key == "eval_loss" else percent(v, 0) for v in values], fontsize=9
         )
         ax.set(title=title, xlabel=TEXTS["rank_params"])
         ax.margins(y=0.15)

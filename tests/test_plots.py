@@ -52,8 +52,8 @@ def test_rank_sweep_has_curves_and_results(tmp_path):
     saved(fig, tmp_path / "rangos.png")
     curves, losses, accuracy = fig.axes
     assert [line.get_label() for line in curves.get_lines()] == ["r=2", "r=8", "r=32"]
-    assert [t.get_text() for t in losses.get_xticklabels()] == ["r=2\n0.61 M", "r=8\n2.44 M", "r=32\n9.77 M"]
-    assert [t.get_text() for t in accuracy.texts] == ["5%", "20%", "80%"]
+    assert [t.get_text() for t in losses.get_xticklabels()] == ["r=2\n0,61 M", "r=8\n2,44 M", "r=32\n9,77 M"]
+    assert [t.get_text() for t in accuracy.texts] == ["5\u00a0%", "20\u00a0%", "80\u00a0%"]
 
 
 def test_lora_vs_olora_one_panel_per_rate(tmp_path):
