@@ -91,7 +91,7 @@ def sandbox_available() -> tuple[bool, str]:
              *_system_binds(), "--proc", "/proc", *PROC_READ_ONLY, "--dev", "/dev", "--remount-ro", "/dev",
              "true"]
     try:
-        done = subprocess.run(trial, capture_output=True, text=True, timeout=30)
+        done = subprocess.run(trial, capture_output=True, text=True, timeout=30, check=False)
     except (OSError, subprocess.TimeoutExpired) as error:
         return False, f"`bwrap` no funciona aquí ({error}). {INSTALL_HINT}"
     if done.returncode != 0:

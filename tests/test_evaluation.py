@@ -1,7 +1,8 @@
 """Evaluación: generación por lotes (relleno a la izquierda), exactitud y medidas."""
 
-import torch
 from types import SimpleNamespace
+
+import torch
 
 from helpers.evaluation import EvalResult, exact_match, generate, max_logit_diff
 from helpers.training import loss_history, peak_memory

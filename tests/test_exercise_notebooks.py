@@ -64,7 +64,7 @@ def test_notebooks_folder_is_what_make_exercises_writes():
         "notebooks/ no corresponde a solutions/: ejecuta `make exercises` (y borra los cuadernos que sobren)")
     stale = [p.name for p, text in expected.items() if p.read_text(encoding="utf-8") != text]
     assert not stale, f"Desactualizados (ejecuta `make exercises`): {stale}"
-    assert set(p.name for p in SOLUTIONS_DIR.glob("*.ipynb")) == set(p.name for p in expected)
+    assert {p.name for p in SOLUTIONS_DIR.glob("*.ipynb")} == {p.name for p in expected}
 
 
 def test_main_check_agrees_with_the_real_folders(capsys):
@@ -85,7 +85,7 @@ def course(tmp_path, monkeypatch):
 
 def test_main_writes_then_check_passes_and_detects_drift(course, capsys):
     solutions, notebooks, out = course
-    kw = dict(solutions_dir=solutions, notebooks_dir=notebooks)
+    kw = {"solutions_dir": solutions, "notebooks_dir": notebooks}
     assert main(["--check"], **kw) == 1  # falta el cuaderno
     assert not notebooks.exists()  # --check no escribe
     assert main([], **kw) == 0

@@ -4,11 +4,11 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.image as mpimg  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.image as mpimg
+import numpy as np
 
-from helpers import figures  # noqa: E402
-from helpers.paths import COURSE_ROOT  # noqa: E402
+from helpers import figures
+from helpers.paths import COURSE_ROOT
 
 FIGURE = COURSE_ROOT / "images" / "lora_adapter.png"
 

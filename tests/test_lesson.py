@@ -213,8 +213,8 @@ def lesson_text() -> str:
 
 
 def headings(text: str, level: int = 2) -> list[str]:
-    outside = re.sub(r"^(```|~~~).*?^\1", "", text, flags=re.S | re.M)  # sin bloques de código
-    return re.findall(rf"^{'#' * level} (.+?)\s*$", outside, flags=re.M)
+    outside = re.sub(r"^(```|~~~).*?^\1", "", text, flags=re.DOTALL | re.MULTILINE)  # sin bloques de código
+    return re.findall(rf"^{'#' * level} (.+?)\s*$", outside, flags=re.MULTILINE)
 
 
 def test_lesson_sections_in_order(lesson_text):

@@ -27,7 +27,8 @@ def test_base_model_answers_offline_with_network_blocked(tmp_path):
         print(generate(model, tok, [[{"role": "user", "content": "What is the capital of France?"}]])[0])
     """)
     env = {k: v for k, v in __import__("os").environ.items() if not k.startswith(("HF_", "CURSO_LORA_MODEL"))}
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=600)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=600,
+                         check=False)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "Paris" in out.stdout
 

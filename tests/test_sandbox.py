@@ -1,7 +1,6 @@
 """La caja de arena de la corrección: cada prueba es un ataque de una entrega con un script diminuto."""
 
 import json
-import os
 import shutil
 import socket
 import subprocess
@@ -30,11 +29,11 @@ def box(tmp_path):
     (course / "helpers" / "__init__.py").write_text("COPIA = 'release'\n")
     workdir.mkdir(parents=True)
 
-    def run(code, *, limits=Limits(timeout=60), **options):
+    def run(code, *, limits=None, **options):
         script = course / f"ataque_{uuid.uuid4().hex}.py"
         script.write_text(textwrap.dedent(code))
         result = run_sandboxed([sys.executable, str(script)], course=course, workdir=workdir,
-                               log=tmp_path / "salida.log", limits=limits, **options)
+                               log=tmp_path / "salida.log", limits=limits or Limits(timeout=60), **options)
         return result, (tmp_path / "salida.log").read_text(errors="replace")
 
     run.course, run.workdir, run.root = course, workdir, tmp_path
@@ -135,7 +134,7 @@ def test_killing_its_parent_spares_the_grader(box):
 
 @needs_bwrap
 def test_a_run_killed_from_inside_is_reported(box):
-    result, output = box("""
+    result, _ = box("""
         import os, subprocess, sys, time
         subprocess.Popen([sys.executable, "-c", "import os, signal; os.kill(os.getppid(), signal.SIGKILL)"])
         time.sleep(30)
