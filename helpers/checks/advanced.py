@@ -10,8 +10,15 @@ from __future__ import annotations
 
 import math
 
-from ..advanced import (add_deltas, answer_format, generate_mixed, implicit_margins,
-                        lora_deltas, preference_pairs, relative_difference)
+from ..advanced import (
+    add_deltas,
+    answer_format,
+    generate_mixed,
+    implicit_margins,
+    lora_deltas,
+    preference_pairs,
+    relative_difference,
+)
 from ..build_adapters import ADAPTER_FORMATS
 from . import handover
 from .adapters import FORMAT_NAMES, _shipped_scaling, _shipped_weights, _which_shipped
@@ -236,7 +243,7 @@ def dpo_trainer(trainer, examples=None):
     from ..data import Examples
     from ..evaluation import generate
 
-    model, args, state = (getattr(trainer, n, None) for n in ("model", "args", "state"))
+    model, state = getattr(trainer, "model", None), getattr(trainer, "state", None)
     expect(trainer is not None and model is not None and state is not None,
            f"`dpo_trainer` debe ser el `DPOTrainer` que entrenaste; es un {_type_name(trainer)}.")
     expect(getattr(trainer, "ref_model", None) is None,
