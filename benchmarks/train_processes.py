@@ -4,7 +4,8 @@ Ejecuta ``python -m helpers.train`` (1 proceso) y ``accelerate launch --num_proc
 (2 procesos, DDP sobre gloo en CPU) con el mismo lote global, varias veces cada uno, y da las medianas:
 segundos por paso de entrenamiento y segundos de la orden entera (carga, entrenamiento, evaluación).
 En una CPU de 2 núcleos, dos procesos de 1 hilo se reparten los mismos núcleos que un proceso de 2
-hilos: no tienen por qué ir más rápido. El cociente dice lo que pasa en tu equipo.
+hilos: no tienen por qué ir más rápido. El cociente dice lo que pasa en tu equipo; la variante
+"1 proceso, 1 hilo" separa el efecto de los hilos de OpenMP del de los procesos.
 
 Uso: ``python benchmarks/train_processes.py [--repeats N] [--pasos N] [--lote N]``.
 Escribe un JSON en salidas/bench/.
@@ -28,16 +29,21 @@ from helpers.train import RESULT_FILE
 
 ACCELERATE = [str(Path(sys.executable).parent / "accelerate"), "launch",
               "--config_file", str(COURSE_ROOT / "configs/accelerate/multi_gpu.yaml")]
-LAUNCHERS = {1: [sys.executable], 2: [*ACCELERATE, "--num_processes", "2"]}
+# variante -> (lanzador, hilos de OpenMP); accelerate pone 1 hilo por proceso cuando lanza 2
+LAUNCHERS = {"1 proceso": ([sys.executable], None),
+             "1 proceso, 1 hilo": ([sys.executable], "1"),
+             "2 procesos": ([*ACCELERATE, "--num_processes", "2"], None)}
 
 
-def run_once(processes: int, steps: int, batch: int) -> dict:
+def run_once(variant: str, steps: int, batch: int) -> dict:
     """Una ejecución de la orden; devuelve su resultado.json más los segundos de la orden entera."""
+    launcher, threads = LAUNCHERS[variant]
+    env = {**os.environ, **({"OMP_NUM_THREADS": threads} if threads else {})}
     with tempfile.TemporaryDirectory() as out:
-        command = [*LAUNCHERS[processes], "-m", "helpers.train", "--pasos", str(steps), "--lote", str(batch),
+        command = [*launcher, "-m", "helpers.train", "--pasos", str(steps), "--lote", str(batch),
                    "--filas-test", "8", "--salida", out]
         start = time.perf_counter()
-        subprocess.run(command, cwd=COURSE_ROOT, check=True, capture_output=True, text=True)
+        subprocess.run(command, cwd=COURSE_ROOT, env=env, check=True, capture_output=True, text=True)
         seconds = time.perf_counter() - start
         result = json.loads((Path(out) / RESULT_FILE).read_text())
     return {**result, "segundos_orden": round(seconds, 2)}
@@ -52,10 +58,10 @@ def main() -> None:
 
     runs = {n: [] for n in LAUNCHERS}
     for repeat in range(args.repeats):
-        for n in LAUNCHERS:  # alternados: el ruido de la máquina se reparte entre las dos variantes
+        for n in LAUNCHERS:  # alternadas: el ruido de la máquina se reparte entre las variantes
             runs[n].append(run_once(n, args.pasos, args.lote))
             last = runs[n][-1]
-            print(f"[{repeat + 1}/{args.repeats}] {n} proceso(s): {last['segundos_por_paso']:.2f} s/paso, "
+            print(f"[{repeat + 1}/{args.repeats}] {n}: {last['segundos_por_paso']:.2f} s/paso, "
                   f"orden {last['segundos_orden']:.0f} s", flush=True)
 
     summary = {}
@@ -70,13 +76,15 @@ def main() -> None:
     print(f"\nMedianas de {args.repeats} ejecuciones, {args.pasos} pasos de lote global {args.lote}, "
           f"{os.cpu_count()} núcleos ({platform.processor() or platform.machine()}):")
     for n, s in summary.items():
-        print(f"  {n} proceso(s) (world size {s['world_size']}, {s['hilos_por_proceso']} hilo(s) cada uno, "
+        print(f"  {n} (world size {s['world_size']}, {s['hilos_por_proceso']} hilo(s) cada uno, "
               f"{s['lote_por_proceso']} ejemplos por proceso): {s['s_por_paso']:.2f} s/paso, "
               f"orden entera {s['s_orden']:.0f} s")
-    ratio = summary[1]["s_por_paso"] / summary[2]["s_por_paso"]
+    ratio = summary["1 proceso"]["s_por_paso"] / summary["2 procesos"]["s_por_paso"]
     verdict = "más rápido" if ratio > 1.05 else "más lento" if ratio < 0.95 else "casi igual"
     print(f"Aceleración con 2 procesos (s/paso de 1 ÷ s/paso de 2): {ratio:.2f}× ({verdict}); "
-          f"orden entera: {summary[1]['s_orden'] / summary[2]['s_orden']:.2f}×")
+          f"orden entera: {summary['1 proceso']['s_orden'] / summary['2 procesos']['s_orden']:.2f}×")
+    print("Si '1 proceso, 1 hilo' se acerca a '2 procesos', la diferencia viene de los hilos de OpenMP "
+          "(que sufren cuando la máquina está ocupada), no del paralelismo de datos.")
 
     path = output_dir("bench") / "train_processes.json"
     path.write_text(json.dumps({"cpu_count": os.cpu_count(), "pasos": args.pasos, "lote": args.lote,
