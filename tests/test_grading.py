@@ -246,7 +246,7 @@ handover.write = lambda name, args, formats, root: real_write(name, {"model": No
     # leer las soluciones del profesor y ejecutarlas
     "lee_soluciones": [SETUP, """import glob, json, helpers
 from pathlib import Path
-candidates = [Path(helpers.__file__).parents[1] / "solutions", Path({root!r}) / "solutions"]
+candidates = [Path(helpers.__file__).parents[1] / "solutions", Path(@ROOT@) / "solutions"]
 found = [p for c in candidates for p in glob.glob(str(c / "load_lora_adapter_example.ipynb"))]
 print("soluciones encontradas:", found)
 code = json.load(open(found[0]))["cells"][8]["source"]
@@ -261,16 +261,16 @@ handover.write("switch_adapters", {"mystery": base, "answers_by_adapter": key,
                "format_of": {"a": "iso", "b": "us", "c": "en"}}, checks.switch_adapters.handover,
                Path(os.environ["CURSO_LORA_HANDOVER"]))"""],
     # pisar la entrega de una compañera y el CSV
-    "pisa_companera": [SETUP, HONEST, CHECK, """for target in ({classmate!r}, {csv!r}):
+    "pisa_companera": [SETUP, HONEST, CHECK, """for target in (@CLASSMATE@, @CSV@):
     try:
-        open(target, "w").write("{{}}")
+        open(target, "w").write("{}")
         print("ESCRITO", target)
     except OSError as error:
         print("no pude:", type(error).__name__)"""],
     # un proceso que sobrevive a su ejecución y reescribe el CSV después
     "rezagado": [SETUP, HONEST, CHECK, """import subprocess, sys
 code = "import os, time\\nif os.fork(): os._exit(0)\\nos.setsid()\\ntime.sleep(4)\\n" + \\
-       "open({csv!r}, 'w').write('pirateado')\\nopen({marker!r}, 'w').write('sigo vivo')"
+       "open(@CSV@, 'w').write('pirateado')\\nopen(@MARKER@, 'w').write('sigo vivo')"
 subprocess.Popen([sys.executable, "-c", code], start_new_session=True)"""],
     # matar a su padre (el ejecutor) y espiar los procesos de la máquina
     "mata_padre": [SETUP, """import os, glob, signal
@@ -295,9 +295,14 @@ def class_graded(tmp_path_factory):
     entregas.mkdir()
     csv_path, marker = root / "notas.csv", root / "sigo_vivo.txt"
     classmate = entregas / "honrada.ipynb"
+    places = {"@ROOT@": repr(str(COURSE_ROOT)), "@CLASSMATE@": repr(str(classmate)), "@CSV@": repr(str(csv_path)),
+              "@MARKER@": repr(str(marker))}
     for name, sources in ATTACKS.items():
-        cells = [s.format(root=str(COURSE_ROOT), classmate=str(classmate), csv=str(csv_path), marker=str(marker))
-                 if name in ("lee_soluciones", "pisa_companera", "rezagado") else s for s in sources]
+        cells = []
+        for source in sources:
+            for placeholder, value in places.items():
+                source = source.replace(placeholder, value)
+            cells.append(source)
         nbformat.write(notebook(*cells), entregas / f"{name}.ipynb")
     (entregas / "enlace.ipynb").symlink_to(classmate)
     before = {p.name: fingerprint(p) for p in entregas.iterdir() if not p.is_symlink()}
@@ -316,8 +321,12 @@ def class_graded(tmp_path_factory):
 
 
 def executed_text(graded, name):
+    """Lo que mostraron las celdas de la copia ejecutada de una entrega (solo salidas, no su código)."""
     path = graded["root"] / "ejecutados" / f"entregas_{name}.ejecutado.ipynb"
-    return path.read_text(encoding="utf-8") if path.exists() else ""
+    if not path.exists():
+        return ""
+    outputs = [o for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code" for o in c.outputs]
+    return "\n".join(json.dumps(o, ensure_ascii=False) for o in outputs)
 
 
 @needs_sandbox
@@ -386,7 +395,8 @@ def test_killing_its_parent_costs_only_its_own_row_and_it_sees_no_host_process(c
 def test_an_output_flood_stops_with_its_reason_and_a_small_copy(class_graded):
     row = class_graded["rows"]["inunda"]
     assert "salida" in row["motivo"], row
-    assert len(executed_text(class_graded, "inunda")) < 5 * 2**20
+    copy = class_graded["root"] / "ejecutados" / "entregas_inunda.ejecutado.ipynb"
+    assert copy.stat().st_size < 5 * 2**20
 
 
 @needs_sandbox
