@@ -201,7 +201,7 @@ def hand_written(r, **changes):
 
 def test_rank_sweep_passes_on_the_trained_trainers(shown, small_sweep, tmp_path):
     text = passes(shown, checks.rank_sweep, small_sweep)
-    assert "3 rangos entrenados con el mismo presupuesto (2 pasos)" in text and "r=8: 221" in text
+    assert "3 rangos entrenados con el mismo presupuesto (2 pasos)" in text and "r=8: 460\u00a0800 parámetros" in text
     assert judged(checks.rank_sweep, tmp_path, sweep=small_sweep).passed
 
 
