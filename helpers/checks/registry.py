@@ -35,7 +35,7 @@ EXERCISES = [
     ExerciseInfo("lora_finetuning", "lora_config", "🐢", "Define la LoraConfig"),
     ExerciseInfo("lora_finetuning", "sft_trainer", "🐢", "Entrena con SFTTrainer y la LoraConfig"),
     ExerciseInfo("lora_finetuning", "rank_sweep", "🐕", "Compara varios rangos con el mismo presupuesto"),
-    ExerciseInfo("lora_finetuning", "full_finetuning", "🦁",
+    ExerciseInfo("lora_finetuning", "full_finetuning", "🐕",
                  "Ajuste fino completo como referencia, con el mismo presupuesto"),
     ExerciseInfo("lora_finetuning", "olora", "🦁", "OLoRA y su conversión al guardar"),
     ExerciseInfo("lora_finetuning", "merge_and_save", "🐕", "Fusiona, valida, guarda y recarga"),
