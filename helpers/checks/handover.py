@@ -182,7 +182,8 @@ class Model(Format):
         state = {"peft": is_peft_model(value), "dtype": str(next(value.parameters()).dtype)}
         if state["peft"]:
             names = list(value.peft_config)
-            value.save_pretrained(folder / "adaptadores", selected_adapters=names, safe_serialization=True)
+            value.save_pretrained(folder / "adaptadores", selected_adapters=names, safe_serialization=True,
+                                 save_embedding_layers=False)  # sin consultar el Hub
             layers = [module for _, module in lora_layers(value)]
             state.update(adapters=names, active=value.active_adapter,
                          merged=any(m.merged for m in layers),
