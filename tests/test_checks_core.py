@@ -1,4 +1,4 @@
-"""La maquinaria de las comprobaciones: ✅/❌ con su carga MIME, modo estricto, pistas y soluciones."""
+"""La maquinaria de las comprobaciones: ✅/❌/⏳ para el alumno, la entrega como datos, el juicio aparte."""
 
 import importlib
 import pkgutil
@@ -9,7 +9,7 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 import helpers.checks as checks_pkg
 from helpers import exercise_notebooks
-from helpers.checks import RESULT_MIME, STRICT_ENV, Exercise, core, exercise, expect
+from helpers.checks import STRICT_ENV, Exercise, core, exercise, expect, handover
 from helpers.checks.core import solution_code
 from helpers.checks.registry import EXERCISES, NOTEBOOKS, POINTS_BY_LEVEL, exercises_for, info
 
@@ -24,7 +24,8 @@ def shown(monkeypatch):
 
 def make_lora_config_check():
     """Una comprobación de verdad, con el nombre de un ejercicio del registro (🐢, 1 punto)."""
-    @exercise("lora_finetuning", hint="Mira los argumentos r y lora_alpha de LoraConfig.")
+    @exercise("lora_finetuning", hint="Mira los argumentos r y lora_alpha de LoraConfig.",
+              handover={"config": handover.Value()})
     def lora_config(config):
         """Comprueba la LoraConfig."""
         expect(config is not None, "Todavía no hay configuración: crea `peft_config = LoraConfig(...)`.")
@@ -39,35 +40,61 @@ class Config:
         self.r = r
 
 
-def test_passing_check_shows_tick_and_emits_the_result(shown):
+def test_passing_check_shows_tick_and_carries_no_result_record(shown):
     check = make_lora_config_check()
     assert isinstance(check, Exercise)
     assert check(Config(8)) is True
     (bundle,) = shown
     entry = info("lora_finetuning", "lora_config")
-    assert bundle[RESULT_MIME] == {"notebook": "lora_finetuning", "exercise": "lora_config", "passed": True,
-                                   "points": entry.points, "max_points": entry.points}
+    assert set(bundle) == {"text/plain", "text/markdown"}  # nada que una corrección pudiera leer como nota
     for text in (bundle["text/plain"], bundle["text/markdown"]):
         assert "✅" in text and entry.level in text and entry.title in text
         assert f"({entry.points}/{entry.points} puntos)" in text and "Rango 8: bien." in text
 
 
-@pytest.mark.parametrize("answer, message", [
-    (None, "Todavía no hay configuración"),
-    (Config(16), "El rango es 16; prueba con r=8."),
-])
-def test_wrong_answer_shows_cross_and_the_specific_message(shown, answer, message):
+def test_wrong_answer_shows_cross_and_the_specific_message(shown):
     check = make_lora_config_check()
-    assert check(answer) is False
-    (bundle,) = shown
-    assert bundle[RESULT_MIME]["passed"] is False and bundle[RESULT_MIME]["points"] == 0
-    assert bundle[RESULT_MIME]["max_points"] == info("lora_finetuning", "lora_config").points
-    text = bundle["text/plain"]
-    assert "❌" in text and message in text and "(0/1 puntos)" in text and "✅" not in text
+    assert check(Config(16)) is False
+    text = shown[0]["text/plain"]
+    assert "❌" in text and "El rango es 16; prueba con r=8." in text and "(0/1 puntos)" in text and "✅" not in text
+
+
+def test_an_untouched_exercise_is_not_attempted_not_wrong(shown):
+    check = make_lora_config_check()
+    assert check(None) is False
+    assert check.run(None).status == core.NOT_ATTEMPTED
+    assert shown[0]["text/plain"].startswith("⏳") and "Todavía no has hecho" in shown[0]["text/plain"]
+
+
+def test_in_grading_the_arguments_travel_as_data_and_the_grader_judges_them(tmp_path, monkeypatch, shown):
+    check = make_lora_config_check()
+    monkeypatch.setenv(handover.HANDOVER_ENV, str(tmp_path))
+    assert check(8) is False  # un int no tiene .r: el alumno ve ❌…
+    assert not check.judge(tmp_path, seed := 1).passed  # …y quien corrige, también
+    check(None)
+    assert check.judge(tmp_path, seed).status == core.NOT_ATTEMPTED
+    assert check.judge(tmp_path / "otra", seed).status == core.NOT_ATTEMPTED  # nada entregado
+
+
+def test_a_patched_run_in_the_notebook_does_not_change_the_grader(tmp_path, monkeypatch, shown):
+    """Lo que el cuaderno parchee vive en su proceso; quien corrige vuelve a comprobar los datos."""
+    check = make_lora_config_check()
+    monkeypatch.setenv(handover.HANDOVER_ENV, str(tmp_path))
+    monkeypatch.setattr(check, "_check", lambda config: "¡Correcto!")
+    assert check(16) is True
+    monkeypatch.undo()
+    assert not make_lora_config_check().judge(tmp_path, 1).passed
+
+
+def test_handover_formats_must_name_real_arguments():
+    with pytest.raises(TypeError, match="formatos para argumentos que no tiene"):
+        @exercise("lora_finetuning", hint="…", handover={"cfg": handover.Value()})
+        def lora_config(config):
+            return "?"
 
 
 def test_an_exception_inside_a_check_is_a_cross_not_a_traceback(shown):
-    @exercise("lora_finetuning", hint="…")
+    @exercise("lora_finetuning", hint="…", handover={"config": handover.Value()})
     def lora_config(config):
         return config.peft_type.value  # AttributeError con un objeto equivocado
 
@@ -77,7 +104,7 @@ def test_an_exception_inside_a_check_is_a_cross_not_a_traceback(shown):
 
 
 def test_no_praise_means_a_default_success_message(shown):
-    @exercise("lora_finetuning", hint="…")
+    @exercise("lora_finetuning", hint="…", handover={"config": handover.Value()})
     def lora_config(config):
         expect(True, "nunca")
 
@@ -91,7 +118,7 @@ def test_strict_mode_raises_on_failure_but_still_shows_it(shown, monkeypatch):
     assert check(Config(8)) is True  # lo correcto no lanza
     with pytest.raises(AssertionError, match=r"\[lora_config\] El rango es 4; prueba con r=8."):
         check(Config(4))
-    assert shown[-1][RESULT_MIME]["passed"] is False
+    assert "❌" in shown[-1]["text/plain"]
 
 
 def test_without_strict_mode_failure_returns_false(shown, monkeypatch):
@@ -115,7 +142,7 @@ def test_inside_ipython_the_whole_bundle_is_displayed_raw(monkeypatch):
     monkeypatch.setattr(IPython.display, "display", lambda obj, raw=False: calls.append((obj, raw)))
     make_lora_config_check()(Config(8))
     ((bundle, raw),) = calls
-    assert raw is True and bundle[RESULT_MIME]["passed"] is True and "text/markdown" in bundle
+    assert raw is True and "✅" in bundle["text/markdown"]
 
 
 def test_hint_and_repr(shown):
@@ -128,7 +155,7 @@ def test_hint_and_repr(shown):
 
 def test_a_check_must_be_in_the_registry():
     with pytest.raises(KeyError, match="No hay ningún ejercicio"):
-        @exercise("lora_finetuning", hint="…")
+        @exercise("lora_finetuning", hint="…", handover={})
         def not_an_exercise(x):
             return "?"
 
@@ -172,7 +199,7 @@ def test_solution_shows_the_code(solutions_dir, shown):
 def test_solution_without_the_solutions_notebook_explains_instead_of_crashing(tmp_path, monkeypatch, shown):
     monkeypatch.setattr(exercise_notebooks, "SOLUTIONS_DIR", tmp_path / "no_existe")
     make_lora_config_check().solution()
-    assert "no puedo leer el cuaderno de soluciones" in shown[0]["text/plain"]
+    assert "las soluciones no están disponibles" in shown[0]["text/plain"]
     (tmp_path / "lora_finetuning.ipynb").write_text("{roto", encoding="utf-8")
     assert "no puedo leer" in solution_code("lora_finetuning", "lora_config", solutions_dir=tmp_path)
 
@@ -182,10 +209,10 @@ def test_solution_without_the_solutions_notebook_explains_instead_of_crashing(tm
 def test_registry_points_and_names():
     assert {e.points for e in EXERCISES} <= set(POINTS_BY_LEVEL.values())
     assert all(e.points == POINTS_BY_LEVEL[e.level] for e in EXERCISES)
-    assert set(NOTEBOOKS) == {"lora_finetuning", "load_lora_adapter_example"}
-    assert len({(e.notebook, e.name) for e in EXERCISES}) == len(EXERCISES)
+    assert set(NOTEBOOKS) == {"lora_finetuning", "load_lora_adapter_example", "lora_advanced"}
+    assert len({e.name for e in EXERCISES}) == len(EXERCISES)  # nombres únicos: la entrega va por nombre
     assert [e.name for e in exercises_for("load_lora_adapter_example")] == [
-        "load_adapter", "merge_adapter", "switch_adapters"]
+        "load_adapter", "switch_adapters", "unload_adapters", "merge_adapter"]
     with pytest.raises(KeyError):
         info("lora_finetuning", "no_existe")
 

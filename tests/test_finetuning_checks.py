@@ -14,7 +14,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from peft import LoraConfig, PeftModel, get_peft_model
+from peft import LoraConfig, PeftModel
 from transformers import TextGenerationPipeline, pipeline
 from trl import SFTConfig, SFTTrainer
 

@@ -80,7 +80,8 @@ def run_training(launcher: list[str], out: Path) -> dict:
     # la espera activa de OpenMP, que en una máquina compartida hace un paso decenas de veces más lento
     command = [*launcher, "-m", "helpers.train", "--pasos", str(STEPS), "--lote", str(BATCH),
                "--filas-test", str(TEST_ROWS), "--salida", str(out)]
-    done = subprocess.run(command, cwd=COURSE_ROOT, env=env, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(command, cwd=COURSE_ROOT, env=env, capture_output=True, text=True, timeout=600,
+                          check=False)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.count("Exactitud en") == 1  # solo el proceso principal informa
     result = json.loads((out / train.RESULT_FILE).read_text())
