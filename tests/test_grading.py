@@ -453,7 +453,8 @@ def test_grading_an_untouched_exercise_notebook_gives_zero_without_crashing(cour
     grade = grade_file(_course_notebook(NOTEBOOKS_DIR, name), course=course, seed=11)
     assert grade.cuaderno == name and grade.total == 0 and grade.maximo > 0
     assert not [m for m in grade.motivos if m.startswith(("la ejecución", "error interno", "falta la comprobación"))]
-    assert all(message.startswith("sin intentar") for message in grade.mensajes.values()), grade.mensajes
+    assert set(grade.mensajes) == {e.name for e in exercises_for(name)}, grade.mensajes  # juzgado cada uno
+    assert not [m for m in grade.mensajes.values() if m.startswith("correcto")], grade.mensajes
 
 
 HANDED_OVER_IN_CI = os.environ.get("CURSO_LORA_HANDOVER_CI")
