@@ -18,6 +18,7 @@ from helpers.checks import handover
 from helpers.data import answer, make_splits
 from helpers.evaluation import generate, logits
 from helpers.model import base_model_path, load_base_model, load_tokenizer
+from tests.checking import assert_fails, run
 
 N = 6
 
@@ -31,23 +32,6 @@ def peft(fmt, name="default", model=None):
     from peft import PeftModel
 
     return PeftModel.from_pretrained(model or fresh(), str(adapter_dir(fmt)), adapter_name=name)
-
-
-def run(check, capsys, *args):
-    """(aprobado, texto que ve el alumno)."""
-    capsys.readouterr()
-    passed = check(*args)
-    return passed, capsys.readouterr().out
-
-
-def assert_fails(check, capsys, *args, says):
-    passed, text = run(check, capsys, *args)
-    assert passed is False, text
-    assert text.startswith("❌"), text
-    assert "Traceback" not in text
-    for fragment in [says] if isinstance(says, str) else says:
-        assert fragment in text, text
-    return text
 
 
 @pytest.fixture(scope="module")

@@ -13,6 +13,7 @@ from helpers.checks import advanced as checks
 from helpers.checks import handover
 from helpers.evaluation import generate
 from helpers.model import load_base_model, load_tokenizer
+from tests.checking import assert_fails, run
 
 SEED = 7
 NAMES = ["iso", "us", "en", "__base__"]
@@ -29,22 +30,6 @@ def peft(*formats, name=None):
     for fmt in formats[1:]:
         model.load_adapter(str(adapter_dir(fmt)), adapter_name=fmt)
     return model
-
-
-def run(check, capsys, *args):
-    capsys.readouterr()
-    passed = check(*args)
-    return passed, capsys.readouterr().out
-
-
-def assert_fails(check, capsys, *args, says):
-    passed, text = run(check, capsys, *args)
-    assert passed is False, text
-    assert text.startswith("❌"), text
-    assert "Traceback" not in text
-    for fragment in [says] if isinstance(says, str) else says:
-        assert fragment in text, text
-    return text
 
 
 def judged(exercise, tmp_path, **arguments):
