@@ -398,7 +398,7 @@ def test_pipeline_inference_fails_with_its_message(shown, base, tmp_path):
 
 def test_pipeline_inference_rejects_a_look_up_pipeline(shown, base):
     model, tok = base
-    fake = LookUpPipeline(model=model, tokenizer=tok)
+    fake = LookUpPipeline(model=model, tokenizer=tok, task="text-generation")  # se hace pasar por uno de verdad
     fails(shown, checks.pipeline_inference, fake, message="responde distinto que su propio modelo")
 
 
