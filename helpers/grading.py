@@ -134,10 +134,6 @@ def identify(nb, filename: str, exercises: Sequence[ExerciseInfo] = EXERCISES) -
         f"{Path(filename).name!r}); debe ser uno de: {', '.join(known)}")
 
 
-def checks_in(nb) -> set[str]:
-    """Los ejercicios cuya llamada ``checks.X(...)`` aparece en el código del cuaderno."""
-    return {name for cell in nb.cells if cell.cell_type == "code" for name in checks_called(cell.source)}
-
 
 # --- preparar ---------------------------------------------------------------------------------------
 
@@ -441,6 +437,3 @@ def _short(text: str, limit: int = 160) -> str:
     text = re.sub(r"\x1b\[[0-9;]*m", "", " ".join(str(text).split()))
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
-
-def _seconds(seconds: float) -> str:
-    return f"{seconds:g} s"
