@@ -143,7 +143,8 @@ def suite_commands(python: Path, root: Path) -> list[list[str]]:
     notebooks = sorted(nb.relative_to(root).as_posix() for nb in root.glob("solutions/*.ipynb"))
     return [
         [str(python), "-m", "ruff", "check", "."],
-        [str(python), "-m", "pytest", *notebooks, "tests", "--nbval-lax", "--nbval-current-env"],
+        [str(python), "-m", "pytest", *notebooks, "tests", "--nbval-lax", "--nbval-current-env",
+         "--durations=25"],  # las 25 pruebas más lentas, para ver adónde va el tiempo de CI
     ]
 
 
