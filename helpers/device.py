@@ -78,7 +78,7 @@ def _warn_mps_fallback(problem: str) -> None:  # una sola vez por proceso
 
 
 def pick_dtype(device: str) -> torch.dtype:
-    """bfloat16 en GPU CUDA que lo soporte; float32 en el resto (en CPU, bf16 es ~20x más lento)."""
+    """bfloat16 en GPU CUDA que lo soporte; float32 en el resto (en una CPU sin AMX, bf16 se emula y es lento)."""
     if device == "cuda" and torch.cuda.is_bf16_supported():
         return torch.bfloat16
     return torch.float32

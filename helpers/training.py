@@ -14,10 +14,11 @@ from .device import pick_device, pick_dtype
 def sft_device_args(device: str | None = None) -> dict:
     """Argumentos de `SFTConfig` para el dispositivo: precisión, CPU y checkpointing.
 
-    En CPU: float32 (bf16 se emula y es ~20x más lento; `SFTConfig` por defecto pide bf16 y falla
-    sin GPU) y sin *activation checkpointing* (ahorra memoria que aquí sobra y cuesta tiempo en cada
-    paso: ``make bench`` lo mide). ``activation_checkpointing`` es el nombre actual de
-    ``gradient_checkpointing`` (obsoleto en transformers 5).
+    En CPU: float32 (`SFTConfig` por defecto pide bf16 y falla sin GPU; y en una CPU sin AMX bf16 se
+    emula: con solo AVX2 medimos unas 20 veces más lento) y sin *activation checkpointing* (ahorra
+    memoria que aquí sobra y cuesta tiempo en cada paso: ``make bench`` lo mide).
+    ``activation_checkpointing`` es el nombre actual de ``gradient_checkpointing`` (obsoleto en
+    transformers 5).
     """
     device = pick_device(device)
     bf16 = pick_dtype(device) == torch.bfloat16
@@ -34,10 +35,10 @@ def sft_device_args(device: str | None = None) -> dict:
 def score_only_labelled_tokens() -> bool:
     """Que el `SFTTrainer` calcule la pérdida solo en los tokens con etiqueta también en CPU y MPS.
 
-    Sin Triton, TRL 1.16 pasa por la cabeza del modelo (una salida por token del vocabulario) *todas*
-    las posiciones del lote y después descarta las del prompt y del relleno; con Triton (GPU) solo pasa
-    las que cuentan. Esto le pide lo segundo en CPU y MPS: la misma pérdida y los mismos gradientes en
-    menos tiempo por paso (``make bench`` lo mide). Llamarla más de una vez no cambia nada.
+    Sin Triton, TRL 1.16 pasa por la capa de salida (`lm_head`, una salida por token del vocabulario)
+    *todas* las posiciones del lote y después descarta las del prompt y del relleno; con Triton (GPU)
+    solo pasa las que cuentan. Esto le pide lo segundo en CPU y MPS: la misma pérdida y los mismos
+    gradientes en menos tiempo por paso (``make bench`` lo mide). Llamarla más de una vez no cambia nada.
     Devuelve False, sin tocar nada, si la versión de TRL ya no tiene ese punto de enganche.
     """
     from trl.trainer import utils
