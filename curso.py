@@ -187,12 +187,28 @@ def test(args: list[str]) -> int:
         return _all([lint, [*pytest, *args]], env)
 
 
+def solution_commands(python: Path, root: Path, names: list[str]) -> list[list[str]]:
+    """Ejecutar cada cuaderno resuelto (todos, o los de ``names``) y después juntar sus salidas de texto.
+
+    nbconvert junta las salidas seguidas (``CoalesceStreamsPreprocessor``) *antes* de ejecutar; por
+    eso va en una segunda pasada: en la página, una línea de progreso por entrenamiento, no una por paso.
+    """
+    nbconvert = [str(python), "-m", "jupyter", "nbconvert", "--to", "notebook", "--inplace"]
+    notebooks = sorted(nb.relative_to(root).as_posix() for nb in root.glob("solutions/*.ipynb")
+                       if not names or nb.stem in names)
+    return [command for nb in notebooks for command in (
+        [*nbconvert, "--execute", "--ExecutePreprocessor.timeout=1800", nb],
+        [*nbconvert, "--CoalesceStreamsPreprocessor.enabled=True", nb])]
+
+
 def solutions(args: list[str]) -> int:
-    """Vuelve a ejecutar los cuadernos resueltos y regenera los de ejercicios."""
-    execute = [str(venv_python(ROOT)), "-m", "jupyter", "nbconvert", "--to", "notebook", "--execute",
-               "--inplace", "--ExecutePreprocessor.timeout=1800"]
-    notebooks = sorted(nb.relative_to(ROOT).as_posix() for nb in ROOT.glob("solutions/*.ipynb"))
-    return _all([[*execute, nb] for nb in notebooks], STRICT_ENV) or exercises(args)
+    """Vuelve a ejecutar los cuadernos resueltos (todos o los nombrados) y regenera los de ejercicios."""
+    known = {nb.stem for nb in ROOT.glob("solutions/*.ipynb")}
+    if unknown := [name for name in args if name not in known]:
+        print(f"No hay cuaderno resuelto {', '.join(unknown)}. Los que hay: {', '.join(sorted(known))}.",
+              file=sys.stderr)
+        return 2
+    return _all(solution_commands(venv_python(ROOT), ROOT, args), STRICT_ENV) or exercises([])
 
 
 def clean(args: list[str]) -> int:
@@ -209,7 +225,8 @@ COMMANDS = {
     "test-fast": ("las pruebas sin las lentas (las que entrenan)",
                   in_venv("-m", "pytest", "tests", "-m", "not slow")),
     "exercises": ("genera notebooks/ a partir de solutions/", exercises),
-    "solutions": ("vuelve a ejecutar los cuadernos resueltos y genera los de ejercicios", solutions),
+    "solutions": ("ejecuta de nuevo los cuadernos resueltos (o solutions NOMBRE...) y genera los de ejercicios",
+                  solutions),
     "adapters": ("vuelve a entrenar los adaptadores de adapters/", in_venv("-m", "helpers.build_adapters")),
     "images": ("vuelve a dibujar las figuras de images/", in_venv("-m", "helpers.figures")),
     "grade": ("corrige entregas: grade ENTREGAS... --csv notas.csv", in_venv("-m", "helpers.grade")),

@@ -1,8 +1,8 @@
 """Benchmark de los cuadernos resueltos (``make bench-notebooks``): tiempo de principio a fin.
 
 Ejecuta cada cuaderno de ``solutions/`` (una copia sin salidas, en una carpeta temporal, como al
-corregir) ``--repeats`` veces, una detrás de otra, e imprime la mediana y cuántas comprobaciones
-pasaron. Uso: ``python benchmarks/notebooks.py [--repeats N] [NOMBRE ...]``. Escribe un JSON en
+corregir, sin caja de arena) ``--repeats`` veces, una detrás de otra, e imprime la mediana y cuántos
+ejercicios aprueba el juez con lo que entregó (fuera del tiempo medido). Uso: ``python benchmarks/notebooks.py [--repeats N] [NOMBRE ...]``. Escribe un JSON en
 salidas/bench/.
 """
 
@@ -20,17 +20,22 @@ import nbformat
 
 from helpers.checks.registry import NOTEBOOKS
 from helpers.exercise_notebooks import SOLUTIONS_DIR, without_outputs
-from helpers.grading import check_results, execute
+from helpers.grading import judge
+from helpers.grading_run import HANDED_OVER, execute
 from helpers.paths import output_dir
+
+TIMEOUT_S, MAX_OUTPUT = 3600, 64 * 2**20
 
 
 def run_once(name: str) -> tuple[float, dict[str, bool], str | None]:
+    """Segundos de una ejecución, si el juez aprueba cada ejercicio y, si paró antes del final, por qué."""
     nb = without_outputs(nbformat.read(SOLUTIONS_DIR / f"{name}.ipynb", as_version=4))
     with tempfile.TemporaryDirectory() as workdir:
         start = time.perf_counter()
-        stopped = execute(nb, Path(workdir))
+        stopped = execute(nb, Path(workdir), TIMEOUT_S, MAX_OUTPUT)
         seconds = time.perf_counter() - start
-    return seconds, check_results(nb, name), stopped
+        verdicts = judge(Path(workdir) / HANDED_OVER, name, seed=0)
+    return seconds, {exercise: v["puntos"] > 0 for exercise, v in verdicts.items()}, stopped
 
 
 def main() -> None:

@@ -162,6 +162,32 @@ def test_a_ruff_finding_stops_before_pytest(course, monkeypatch):
     assert len(commands) == 1 and commands[0][2] == "ruff"
 
 
+def test_solutions_executes_then_coalesces_each_notebook_and_regenerates_the_exercises(course):
+    root, commands = course
+    (root / "solutions").mkdir()
+    for name in ("b.ipynb", "a.ipynb"):
+        (root / "solutions" / name).write_text("{}")
+    assert curso.solutions(["b"]) == 0
+    nbconvert = [str(curso.venv_python(root)), "-m", "jupyter", "nbconvert", "--to", "notebook", "--inplace"]
+    assert commands[:2] == [
+        [*nbconvert, "--execute", "--ExecutePreprocessor.timeout=1800", "solutions/b.ipynb"],
+        [*nbconvert, "--CoalesceStreamsPreprocessor.enabled=True", "solutions/b.ipynb"],
+    ]  # solo el nombrado; la segunda pasada junta las salidas que dejó la ejecución
+    assert commands[2][-2:] == ["-m", "helpers.exercise_notebooks"]
+    commands.clear()
+    assert curso.solutions([]) == 0
+    assert [c[-1] for c in commands[:4]] == ["solutions/a.ipynb"] * 2 + ["solutions/b.ipynb"] * 2
+
+
+def test_solutions_refuses_an_unknown_name_in_spanish(course, capsys):
+    root, commands = course
+    (root / "solutions").mkdir()
+    (root / "solutions" / "a.ipynb").write_text("{}")
+    assert curso.solutions(["lora"]) == 2
+    assert "No hay cuaderno resuelto lora. Los que hay: a." in capsys.readouterr().err
+    assert not commands
+
+
 def test_lab_adds_allow_root_only_for_root(tmp_path):
     python = curso.venv_python(tmp_path)
     expected = [str(python), "-m", "jupyter", "lab", "--notebook-dir=."]

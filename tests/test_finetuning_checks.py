@@ -25,6 +25,7 @@ from helpers.data import answer, make_splits
 from helpers.evaluation import EvalResult, evaluate
 from helpers.model import load_base_model, load_tokenizer
 from helpers.training import score_only_labelled_tokens, sft_device_args
+from tests.budgets import TINY_BUDGETS, is_parameters_cell
 
 HIDDEN_SEED = 7
 
@@ -476,18 +477,6 @@ def test_pipeline_inference_passes_with_the_saved_adapter(shown, trained, tmp_pa
 
 # --- volver a ejecutar cada ejercicio dos veces (lento) --------------------------------------------------
 
-TINY_BUDGET = '''# presupuesto diminuto de la prueba (no es del cuaderno)
-MAIN_STEPS, MAIN_BATCH, EVAL_EVERY, VALIDATION_ROWS = 1, 2, 1, 2
-COMPARE_STEPS, COMPARE_BATCH, COMPARE_TEST_ROWS = 1, 2, 4
-MERGE_CHECK_ROWS, LATENCY_REPEATS = 4, 1
-_make_splits = make_splits
-
-
-def make_splits(fmt="iso", sizes=None, seed=0):
-    return _make_splits(fmt, {"train": 16, "validation": 4, "test": 8}, seed)
-'''
-
-
 def rerun_notebook(solution_path):
     """El cuaderno de soluciones con presupuesto diminuto y cada ejercicio (celdas + comprobación) dos veces.
 
@@ -503,8 +492,8 @@ def rerun_notebook(solution_path):
         if cell.cell_type != "code":
             continue
         cells.append(nbformat.v4.new_code_cell(cell.source))
-        if "MAIN_STEPS =" in cell.source:  # la celda de parámetros
-            cells.append(nbformat.v4.new_code_cell(TINY_BUDGET))
+        if is_parameters_cell(cell, "lora_finetuning"):
+            cells.append(nbformat.v4.new_code_cell(TINY_BUDGETS["lora_finetuning"]))
         names = checks_called(cell.source)
         if BEGIN in cell.source or (pending and not names):
             pending.append(cell.source)
