@@ -19,6 +19,9 @@ def make_splits(fmt="iso", sizes=None, seed=0):
 '''
 
 TINY_BUDGETS = {
+    "load_lora_adapter_example": '''# presupuesto diminuto de la prueba (no es del cuaderno)
+N_SAMPLES, N_MERGE_PROMPTS, LATENCY_REPEATS, N_PRECISION_PROMPTS = 3, 2, 1, 1
+''',
     "lora_finetuning": '''# presupuesto diminuto de la prueba (no es del cuaderno)
 MAIN_STEPS, MAIN_BATCH, EVAL_EVERY, VALIDATION_ROWS = 1, 2, 1, 2
 COMPARE_STEPS, COMPARE_BATCH, COMPARE_TEST_ROWS = 1, 2, 4
@@ -32,7 +35,8 @@ DPO_STEPS, DPO_BATCH, DPO_DEFAULT_LR_STEPS, N_DPO_EVAL = 1, 2, 1, 2
 }
 
 
-_FIRST_PARAMETER = {"lora_finetuning": "MAIN_STEPS =", "lora_advanced": "DELTA_STEPS ="}
+_FIRST_PARAMETER = {"load_lora_adapter_example": "N_SAMPLES =", "lora_finetuning": "MAIN_STEPS =",
+                    "lora_advanced": "DELTA_STEPS ="}
 
 
 def is_parameters_cell(cell, name: str) -> bool:

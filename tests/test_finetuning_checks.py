@@ -25,7 +25,6 @@ from helpers.data import answer, make_splits
 from helpers.evaluation import EvalResult, evaluate
 from helpers.model import load_base_model, load_tokenizer
 from helpers.training import score_only_labelled_tokens, sft_device_args
-from tests.budgets import TINY_BUDGETS, is_parameters_cell
 
 HIDDEN_SEED = 7
 
@@ -473,61 +472,3 @@ def test_pipeline_inference_passes_with_the_saved_adapter(shown, trained, tmp_pa
     pipe = pipeline("text-generation", model=model, tokenizer=trained.tok)
     assert "de 8 fechas nuevas" in passes(shown, checks.pipeline_inference, pipe)
     assert judged(checks.pipeline_inference, tmp_path, pipe=pipe).passed
-
-
-# --- volver a ejecutar cada ejercicio dos veces (lento) --------------------------------------------------
-
-def rerun_notebook(solution_path):
-    """El cuaderno de soluciones con presupuesto diminuto y cada ejercicio (celdas + comprobación) dos veces.
-
-    Devuelve el cuaderno y, por ejercicio, los índices de sus dos celdas de comprobación.
-    """
-    import nbformat
-
-    from helpers.exercise_notebooks import BEGIN, checks_called
-
-    source = nbformat.read(solution_path, as_version=4)
-    cells, pending, pairs = [], [], {}
-    for cell in source.cells:
-        if cell.cell_type != "code":
-            continue
-        cells.append(nbformat.v4.new_code_cell(cell.source))
-        if is_parameters_cell(cell, "lora_finetuning"):
-            cells.append(nbformat.v4.new_code_cell(TINY_BUDGETS["lora_finetuning"]))
-        names = checks_called(cell.source)
-        if BEGIN in cell.source or (pending and not names):
-            pending.append(cell.source)
-        if names:
-            first = len(cells) - 1
-            cells += [nbformat.v4.new_code_cell(s) for s in pending] + [nbformat.v4.new_code_cell(cell.source)]
-            pairs[names[0]] = (first, len(cells) - 1)
-            pending = []
-    nb = nbformat.v4.new_notebook(cells=cells)
-    nb.metadata = source.metadata
-    return nb, pairs
-
-
-def verdict(cell) -> str:
-    """La primera línea de lo que muestra la comprobación, sin los puntos (✅/❌/⏳ y el título)."""
-    texts = [o.get("data", {}).get("text/plain", "") or o.get("text", "") for o in cell.outputs]
-    shown = next((t for t in texts if t[:1] in "✅❌⏳"), "")
-    return shown.split("(")[0].strip()
-
-
-@pytest.mark.slow
-def test_every_exercise_gives_the_same_verdict_when_run_twice(tmp_path, monkeypatch):
-    """Un alumno vuelve a ejecutar las celdas tras un ❌: la segunda vez, el mismo veredicto y sin errores."""
-    from pathlib import Path
-
-    from nbclient import NotebookClient
-
-    from helpers.exercise_notebooks import SOLUTIONS_DIR
-
-    monkeypatch.setenv("CURSO_LORA_OUTPUT", str(tmp_path))
-    nb, pairs = rerun_notebook(Path(SOLUTIONS_DIR) / "lora_finetuning.ipynb")
-    NotebookClient(nb, timeout=900, kernel_name="python3",
-                   resources={"metadata": {"path": str(SOLUTIONS_DIR)}}).execute()
-    assert set(pairs) == {e.name for e in registry.exercises_for("lora_finetuning")}
-    for name, (first, second) in pairs.items():
-        assert verdict(nb.cells[first]), f"{name}: sin veredicto"
-        assert verdict(nb.cells[first]) == verdict(nb.cells[second]), name

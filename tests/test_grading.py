@@ -38,7 +38,7 @@ from helpers.grading import (
 from helpers.paths import COURSE_ROOT
 from helpers.release import build_release
 from helpers.sandbox import sandbox_available
-from tests.budgets import TINY_BUDGETS, with_tiny_budget
+from tests.budgets import with_tiny_budget
 
 NOTEBOOK = "load_lora_adapter_example"
 MAXIMUM = sum(e.points for e in exercises_for(NOTEBOOK))
@@ -451,11 +451,8 @@ def test_grading_the_loading_solution_gives_full_marks(course):
 @pytest.mark.slow
 @pytest.mark.parametrize("name", NOTEBOOKS)
 def test_grading_an_untouched_exercise_notebook_gives_zero_without_crashing(course, name, tmp_path):
-    path = _course_notebook(NOTEBOOKS_DIR, name)
-    if name in TINY_BUDGETS:  # entrenan: con el presupuesto diminuto, el mismo recorrido en menos tiempo
-        path = tmp_path / path.name
-        nbformat.write(with_tiny_budget(nbformat.read(_course_notebook(NOTEBOOKS_DIR, name), as_version=4), name),
-                       path)
+    path = tmp_path / f"{name}.ipynb"  # con el presupuesto diminuto: el mismo recorrido, en menos tiempo
+    nbformat.write(with_tiny_budget(nbformat.read(_course_notebook(NOTEBOOKS_DIR, name), as_version=4), name), path)
     grade = grade_file(path, course=course, seed=11)
     assert grade.cuaderno == name and grade.total == 0 and grade.maximo > 0
     assert not [m for m in grade.motivos if m.startswith(("la ejecución", "error interno", "falta la comprobación"))]

@@ -18,6 +18,7 @@ import math
 from pathlib import Path
 
 from ..build_adapters import ADAPTER_FORMATS, MYSTERY_NAMES, adapter_dir
+from ..numbers import decimal
 from . import handover
 from .core import exercise, expect
 from .models import base_checkpoint, is_peft_model, lora_layers
@@ -336,8 +337,8 @@ def merge_adapter(merged, max_diff, merged_dir, examples=None):
         expect(best == "iso", f"Los pesos fusionados son los del adaptador {FORMAT_NAMES.get(best)}, no los del "
                               "ISO: fusiona el modelo cargado con `ADAPTER_DIRS['iso']`.")
         expect(errors["iso"] < 0.5, f"Los pesos fusionados no son base + ΔW del adaptador ISO (error relativo "
-                                    f"{errors['iso']:.2f}). ¿Fusionaste dos veces o sobre un modelo ya modificado? "
-                                    "Fusiona una copia recién cargada.")
+                                    f"{decimal(errors['iso'], 2)}). ¿Fusionaste dos veces o sobre un modelo ya "
+                                    "modificado? Fusiona una copia recién cargada.")
     tolerance = MAX_DIFF_FP32 if dtype == torch.float32 else MAX_DIFF_HALF
     # max|Δlogits| medido aquí, con nuestras fechas: el número del alumno no es la prueba
     prompts = (examples or Examples("validation")).prompts(4)

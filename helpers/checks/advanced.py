@@ -20,6 +20,7 @@ from ..advanced import (
     relative_difference,
 )
 from ..build_adapters import ADAPTER_FORMATS
+from ..numbers import decimal
 from . import handover
 from .adapters import FORMAT_NAMES, _shipped_scaling, _shipped_weights, _which_shipped
 from .core import exercise, expect
@@ -183,8 +184,8 @@ def cat_combination(model, name, error=None):
                    "con pesos [1.0, 1.0].")
         rank = model.peft_config[name].r
         expect(rank == 2 * 8, f"'{name}' tiene rango {rank}: `linear` y `svd` dejan el rango en 8 y su ΔW no es la "
-                              f"suma (error relativo {measured:.2f}; `linear` suma A y B por separado y aparecen "
-                              "términos cruzados). Usa `combination_type=\"cat\"`, que concatena: rango 16.")
+                              f"suma (error relativo {decimal(measured, 2)}; `linear` suma A y B por separado y "
+                              "aparecen términos cruzados). Usa `combination_type=\"cat\"`, que concatena: rango 16.")
         expect(False, f"El ΔW de '{name}' no es ΔW_iso + ΔW_us (error relativo {measured:.2g}). Créalo con "
                       "`combination_type=\"cat\"` sobre los adaptadores recién cargados de `adapters/`.")
     expect(error is not None, "Falta tu medida `cat_error`: la diferencia relativa entre el ΔW de la combinación "
@@ -264,16 +265,17 @@ def dpo_trainer(trainer, examples=None):
     margins_now = implicit_margins(model, tokenizer, preference_pairs(rows, rejected=said), DPO_BETA)
     mean, won = float(margins_now.mean()), int((margins_now > 0).sum())
     expect(mean > -1e-3 or won > DPO_ROWS // 2,
-           f"El modelo prefiere lo que decía el base a la respuesta ISO (margen medio {mean:.3f}): ¿cambiaste "
-           "`chosen` y `rejected` al construir los pares?")
+           f"El modelo prefiere lo que decía el base a la respuesta ISO (margen medio {decimal(mean, 3)}): "
+           "¿cambiaste `chosen` y `rejected` al construir los pares?")
     expect(mean > 0.05 and won >= DPO_ROWS - 1,
-           f"Casi no cambió nada: margen medio {mean:.3f} con β={DPO_BETA} en {DPO_ROWS} fechas nuevas "
-           f"({won} a favor de ISO). Con la tasa por defecto de DPO (1e-6) unos pocos pasos no mueven el "
+           f"Casi no cambió nada: margen medio {decimal(mean, 3)} con β={decimal(DPO_BETA, 1)} en {DPO_ROWS} "
+           f"fechas nuevas ({won} a favor de ISO). Con la tasa por defecto de DPO (1e-6) unos pocos pasos no mueven el "
            "adaptador: usa `learning_rate=DPO_LR`.")
     trend = "subió" if margins[-1] > margins[0] else "no subió"
     return (f"DPO con LoRA y la referencia desactivada: en {DPO_ROWS} fechas nuevas el modelo prefiere la respuesta "
-            f"ISO a la del modelo base en {won}/{DPO_ROWS} (margen medio {mean:.2f} con β={DPO_BETA}); el margen "
-            f"registrado {trend} de {margins[0]:.3f} a {margins[-1]:.3f} en {state.global_step} pasos.")
+            f"ISO a la del modelo base en {won}/{DPO_ROWS} (margen medio {decimal(mean, 2)} con "
+            f"β={decimal(DPO_BETA, 1)}); el margen registrado {trend} de {decimal(margins[0], 3)} a "
+            f"{decimal(margins[-1], 3)} en {state.global_step} pasos.")
 
 
 __all__ = ["cat_combination", "dpo_trainer", "hotswap", "mixed_batch"]
