@@ -2,8 +2,8 @@
 
 Ejecuta cada cuaderno de ``solutions/`` (una copia sin salidas, en una carpeta temporal, como al
 corregir, sin caja de arena) ``--repeats`` veces, una detrás de otra, e imprime la mediana y cuántos
-ejercicios aprueba el juez con lo que entregó (fuera del tiempo medido). Uso: ``python benchmarks/notebooks.py [--repeats N] [NOMBRE ...]``. Escribe un JSON en
-salidas/bench/.
+ejercicios aprueba el juez con lo que entregó (fuera del tiempo medido).
+Uso: ``python benchmarks/notebooks.py [--repeats N] [NOMBRE ...]``. Escribe un JSON en salidas/bench/.
 """
 
 from __future__ import annotations

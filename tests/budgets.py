@@ -39,7 +39,7 @@ _FIRST_PARAMETER = {"load_lora_adapter_example": "N_SAMPLES =", "lora_finetuning
                     "lora_advanced": "DELTA_STEPS ="}
 
 
-def is_parameters_cell(cell, name: str) -> bool:
+def _is_parameters_cell(cell, name: str) -> bool:
     """La celda del cuaderno ``name`` que fija los presupuestos que el diminuto reduce."""
     mark = _FIRST_PARAMETER[name]
     return cell.cell_type == "code" and any(line.startswith(mark) for line in cell.source.splitlines())
@@ -48,6 +48,6 @@ def is_parameters_cell(cell, name: str) -> bool:
 def with_tiny_budget(nb, name: str):
     """Una copia de ``nb`` con el presupuesto diminuto de ``name`` tras su celda de parámetros."""
     nb = copy.deepcopy(nb)
-    where = next(i for i, cell in enumerate(nb.cells) if is_parameters_cell(cell, name))
+    where = next(i for i, cell in enumerate(nb.cells) if _is_parameters_cell(cell, name))
     nb.cells.insert(where + 1, nbformat.v4.new_code_cell(TINY_BUDGETS[name]))
     return nb

@@ -13,7 +13,7 @@ import pytest
 
 from helpers.checks.registry import NOTEBOOKS, exercises_for
 from helpers.exercise_notebooks import BEGIN, SOLUTIONS_DIR, checks_called
-from tests.budgets import TINY_BUDGETS, is_parameters_cell
+from tests.budgets import with_tiny_budget
 
 
 def rerun_notebook(name: str):
@@ -21,14 +21,12 @@ def rerun_notebook(name: str):
 
     Devuelve el cuaderno y, por ejercicio, los índices de sus dos celdas de comprobación.
     """
-    source = nbformat.read(SOLUTIONS_DIR / f"{name}.ipynb", as_version=4)
+    source = with_tiny_budget(nbformat.read(SOLUTIONS_DIR / f"{name}.ipynb", as_version=4), name)
     cells, pending, pairs = [], [], {}
     for cell in source.cells:
         if cell.cell_type != "code":
             continue
         cells.append(nbformat.v4.new_code_cell(cell.source))
-        if is_parameters_cell(cell, name):
-            cells.append(nbformat.v4.new_code_cell(TINY_BUDGETS[name]))
         names = checks_called(cell.source)
         if BEGIN in cell.source or (pending and not names):
             pending.append(cell.source)
