@@ -1,8 +1,13 @@
 """La tarea del curso: fechas escritas en español -> un formato fijo.
 
-``"viernes 5 de marzo de 2021"`` -> ``"2021-03-05"`` (ISO 8601), ``"03/05/2021"`` (EE. UU.) o
-``"March 5, 2021"`` (inglés). La entrada es la misma para todos los formatos: el formato lo decide el
-adaptador LoRA que esté activo. Los conjuntos son deterministas (semilla) y disjuntos por fecha.
+``"viernes 5 de marzo de 2021"`` -> ``"2021-03-05"`` (ISO 8601), ``"03/05/2021"`` (EE. UU.),
+``"March 5, 2021"`` (inglés) o ``"05.03.2021"`` (con puntos). La entrada es la misma para todos los
+formatos: el formato lo decide el adaptador LoRA que esté activo. Los conjuntos son deterministas
+(semilla) y disjuntos por fecha.
+
+Los adaptadores publicados en ``adapters/`` producen ``iso``, ``us`` y ``en`` (``SHIPPED_FORMATS``). Los
+cuadernos que entrenan enseñan ``TRAINED_FORMAT`` (``dotted``), que ningún archivo del curso produce: un
+adaptador que lo responde bien lo ha entrenado quien lo entrega.
 """
 
 from __future__ import annotations
@@ -22,20 +27,25 @@ FORMATS = {
     "iso": "ISO 8601 (AAAA-MM-DD)",
     "us": "EE. UU. (MM/DD/AAAA)",
     "en": "inglés (Month D, YYYY)",
+    "dotted": "con puntos (DD.MM.AAAA)",
 }
+SHIPPED_FORMATS = ("iso", "us", "en")  # los de adapters/ (cuaderno de carga)
+TRAINED_FORMAT = "dotted"  # el que entrenan lora_finetuning y lora_advanced: no lo produce ningún archivo del curso
 SYSTEM_PROMPT = "Normaliza la fecha."
 FIRST_DAY, LAST_DAY = dt.date(1950, 1, 1), dt.date(2049, 12, 31)
 DEFAULT_SIZES = {"train": 512, "validation": 48, "test": 120}
 
 
 def format_date(day: dt.date, fmt: str) -> str:
-    """La respuesta correcta para ``day`` en el formato ``fmt`` ('iso', 'us' o 'en')."""
+    """La respuesta correcta para ``day`` en el formato ``fmt`` ('iso', 'us', 'en' o 'dotted')."""
     if fmt == "iso":
         return day.isoformat()
     if fmt == "us":
         return f"{day.month:02d}/{day.day:02d}/{day.year}"
     if fmt == "en":
         return f"{MONTHS_EN[day.month - 1]} {day.day}, {day.year}"
+    if fmt == "dotted":
+        return f"{day.day:02d}.{day.month:02d}.{day.year}"
     raise ValueError(f"Formato desconocido {fmt!r}. Usa uno de: {', '.join(FORMATS)}.")
 
 

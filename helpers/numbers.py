@@ -1,4 +1,4 @@
-"""Números para personas, en español: «9 216», «0,34 %», «1,6×», «513 MiB», «2,1 s».
+"""Números para personas, en español: «9 216», «0,34 %», «1,6×», «513 MiB», «2,1 s», «9,1·10⁻⁴».
 
 Miles separados por un espacio que no parte línea (``SPACE``, U+00A0) y decimales con coma. El
 mismo espacio separa el número de su unidad («93,3 %»), salvo en «×». Una exactitud va con su
@@ -17,6 +17,23 @@ def decimal(value: float, digits: int = 1) -> str:
     """``1234.5`` → «1 234,5»: miles con espacio, coma decimal."""
     text = f"{value:,.{digits}f}"
     return text.replace(",", SPACE).replace(".", ",")
+
+
+_SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
+
+
+def scientific(value: float, digits: int = 1) -> str:
+    """``0.00091`` → «9,1·10⁻⁴»: para lo muy pequeño o muy grande (diferencias de logits, errores).
+
+    Sin la «e» de los lenguajes de programación, que en una frase en español se lee mal. El 0 es «0».
+    """
+    if value == 0 or not math.isfinite(value):
+        return "0" if value == 0 else str(value)
+    exponent = math.floor(math.log10(abs(value)))
+    mantissa = value / 10**exponent
+    if round(abs(mantissa), digits) >= 10:  # 9,96·10⁻⁴ redondeado a 1 decimal es 1,0·10⁻³
+        mantissa, exponent = mantissa / 10, exponent + 1
+    return f"{decimal(mantissa, digits)}·10{str(exponent).translate(_SUPERSCRIPT)}"
 
 
 def integer(value: float) -> str:

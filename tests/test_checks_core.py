@@ -24,7 +24,8 @@ def shown(monkeypatch):
 
 def make_lora_config_check():
     """Una comprobación de verdad, con el nombre de un ejercicio del registro (🐢, 1 punto)."""
-    @exercise("lora_finetuning", hint="Mira los argumentos r y lora_alpha de LoraConfig.",
+    @exercise("lora_finetuning", hint=("Mira los argumentos r y lora_alpha de LoraConfig.",
+                                        "`LoraConfig(r=..., lora_alpha=...)`"),
               handover={"config": handover.Value()})
     def lora_config(config):
         """Comprueba la LoraConfig."""
@@ -145,10 +146,16 @@ def test_inside_ipython_the_whole_bundle_is_displayed_raw(monkeypatch):
     assert raw is True and "✅" in bundle["text/markdown"]
 
 
-def test_hint_and_repr(shown):
+def test_hint_comes_in_two_steps_and_repr(shown):
     check = make_lora_config_check()
     check.hint()
-    assert "💡" in shown[0]["text/plain"] and "Mira los argumentos r y lora_alpha" in shown[0]["text/plain"]
+    first = shown[0]["text/plain"]
+    assert "💡 Pista 1/2" in first and "Mira los argumentos r y lora_alpha" in first and "hint(2)" in first
+    assert "LoraConfig(r=...," not in first  # la forma del código, solo en el segundo paso
+    check.hint(2)
+    assert "LoraConfig(r=..., lora_alpha=...)" in shown[1]["text/plain"] and ".solution()" in shown[1]["text/plain"]
+    check.hint(3)
+    assert "tiene 2 pasos" in shown[2]["text/plain"]
     assert "lora_config" in repr(check) and ".hint()" in repr(check)
     assert check.__doc__ == "Comprueba la LoraConfig."
 
@@ -238,4 +245,6 @@ def test_every_registered_exercise_has_one_check_with_a_hint():
         assert set(exercises) == {e.name for e in exercises_for(notebook)}, notebook
         assert len({module for module, _ in exercises.values()}) == 1, f"{notebook}: un módulo por cuaderno"
         for name, (_, check) in exercises.items():
-            assert check._hint.strip(), f"{name}: falta la pista"
+            idea, shape = check._hints  # dos pasos: la idea y la forma del código
+            assert idea.strip() and shape.strip(), f"{name}: falta un paso de la pista"
+            assert "..." in shape or "…" in shape, f"{name}: la forma del código deja huecos (...), no es la solución"

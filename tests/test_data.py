@@ -8,14 +8,23 @@ from datasets import load_dataset
 from helpers.data import FORMATS, answer, format_date, make_splits, phrase
 
 
-@pytest.mark.parametrize("day, iso, us, en", [
-    (dt.date(2021, 1, 1), "2021-01-01", "01/01/2021", "January 1, 2021"),
-    (dt.date(1999, 12, 31), "1999-12-31", "12/31/1999", "December 31, 1999"),
-    (dt.date(2024, 2, 29), "2024-02-29", "02/29/2024", "February 29, 2024"),
-    (dt.date(2021, 3, 5), "2021-03-05", "03/05/2021", "March 5, 2021"),
+@pytest.mark.parametrize("day, iso, us, en, dotted", [
+    (dt.date(2021, 1, 1), "2021-01-01", "01/01/2021", "January 1, 2021", "01.01.2021"),
+    (dt.date(1999, 12, 31), "1999-12-31", "12/31/1999", "December 31, 1999", "31.12.1999"),
+    (dt.date(2024, 2, 29), "2024-02-29", "02/29/2024", "February 29, 2024", "29.02.2024"),
+    (dt.date(2021, 3, 5), "2021-03-05", "03/05/2021", "March 5, 2021", "05.03.2021"),
 ])
-def test_formats_on_edge_dates(day, iso, us, en):
-    assert (format_date(day, "iso"), format_date(day, "us"), format_date(day, "en")) == (iso, us, en)
+def test_formats_on_edge_dates(day, iso, us, en, dotted):
+    assert [format_date(day, fmt) for fmt in ("iso", "us", "en", "dotted")] == [iso, us, en, dotted]
+
+
+def test_the_trained_format_is_not_one_a_shipped_adapter_produces():
+    from helpers.build_adapters import ADAPTER_FORMATS
+    from helpers.data import SHIPPED_FORMATS, TRAINED_FORMAT
+
+    assert set(SHIPPED_FORMATS) == set(ADAPTER_FORMATS) and TRAINED_FORMAT not in SHIPPED_FORMATS
+    day = dt.date(2021, 3, 5)
+    assert format_date(day, TRAINED_FORMAT) not in {format_date(day, fmt) for fmt in SHIPPED_FORMATS}
 
 
 def test_unknown_format_is_explained():
@@ -43,9 +52,9 @@ def test_no_date_in_two_splits():
 def test_same_inputs_for_every_format():
     by_format = {fmt: make_splits(fmt, sizes={"train": 20, "validation": 5, "test": 5}) for fmt in FORMATS}
     prompts = {fmt: [r["prompt"] for r in s["test"]] for fmt, s in by_format.items()}
-    assert prompts["iso"] == prompts["us"] == prompts["en"]
+    assert prompts["iso"] == prompts["us"] == prompts["en"] == prompts["dotted"]
     answers = {fmt: answer(s["test"][0]) for fmt, s in by_format.items()}
-    assert len(set(answers.values())) == 3
+    assert len(set(answers.values())) == len(FORMATS)
 
 
 def test_several_phrasings_in_spanish():

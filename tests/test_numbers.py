@@ -80,3 +80,22 @@ def test_table_formats_columns_and_leaves_the_original():
     assert frame["params"].dtype.kind == "i"
     with pytest.raises(KeyError):
         table(frame, missing=percent)
+
+
+def test_scientific_is_written_the_spanish_way():
+    from helpers.numbers import scientific
+
+    assert scientific(0.00091) == "9,1·10⁻⁴"
+    assert scientific(9.96e-4) == "1,0·10⁻³"  # el redondeo sube de exponente
+    assert scientific(123456.0, 2) == "1,23·10⁵" and scientific(-5e-3) == "-5,0·10⁻³"
+    assert scientific(0) == "0"
+
+
+def test_a_prediction_is_compared_with_the_measurement_without_points():
+    from helpers.checks.predictions import verdict
+
+    assert "No escribiste" in verdict(None, 10)
+    assert "Muy cerca" in verdict(9, 10)
+    assert "te quedaste corto" in verdict(1_000, 2_441_216, fmt=str) and "2441,2 veces" not in verdict(1, 2)
+    assert "te pasaste" in verdict(50, 10) and "5,0 veces" in verdict(50, 10)
+    assert "no es un número" in verdict("mucho", 10)

@@ -53,15 +53,18 @@ class Outcome:
 
 
 class Exercise:
-    """Un ejercicio: se llama para comprobar; ``hint()`` y ``solution()`` ayudan.
+    """Un ejercicio: se llama para comprobar; ``hint()``, ``hint(2)`` y ``solution()`` ayudan.
 
+    ``hint``: la pista en dos pasos, ``(idea, forma del código)``: primero qué hacer y por qué; después la
+    forma de las llamadas, con huecos (``...``). La solución entera, solo con ``solution()``.
     ``handover``: {argumento: formato} de lo que viaja a la corrección (``helpers.checks.handover``).
     Si la función acepta ``examples``, la corrección le pasa fechas ocultas.
     """
 
-    def __init__(self, notebook: str, check, hint: str, handover_formats: dict):
+    def __init__(self, notebook: str, check, hint: tuple[str, str], handover_formats: dict):
         self.info = info(notebook, check.__name__)
-        self._check, self._hint, self.handover = check, hint, handover_formats
+        self._check, self.handover = check, handover_formats
+        self._hints = (hint,) if isinstance(hint, str) else tuple(hint)
         self._signature = inspect.signature(check)
         unknown = set(handover_formats) - set(self._signature.parameters)
         if unknown:
@@ -120,9 +123,18 @@ class Exercise:
         head = f"{mark} {e.level} {e.title} ({e.points if outcome.passed else 0}/{e.points} puntos)"
         _show({"text/plain": f"{head}\n{outcome.message}", "text/markdown": f"**{head}**\n\n{outcome.message}"})
 
-    def hint(self) -> None:
-        """Una pista para el ejercicio."""
-        _show({"text/plain": f"💡 Pista: {self._hint}", "text/markdown": f"💡 **Pista:** {self._hint}"})
+    def hint(self, step: int = 1) -> None:
+        """La pista: ``hint()`` da la idea; ``hint(2)``, la forma del código (con huecos)."""
+        last = len(self._hints)
+        if not isinstance(step, int) or isinstance(step, bool) or not 1 <= step <= last:
+            _show({"text/plain": f"Esta pista tiene {last} pasos: usa `hint()` o `hint({last})`.",
+                   "text/markdown": f"Esta pista tiene {last} pasos: usa `hint()` o `hint({last})`."})
+            return
+        text = self._hints[step - 1]
+        more = (f"\n\n¿Aún atascado? `checks.{self.info.name}.hint({step + 1})` te enseña la forma del código."
+                if step < last else f"\n\nLa solución entera: `checks.{self.info.name}.solution()`.")
+        label = "Pista" if last == 1 else f"Pista {step}/{last}"
+        _show({"text/plain": f"💡 {label}: {text}{more}", "text/markdown": f"💡 **{label}:** {text}{more}"})
 
     def solution(self) -> None:
         """La solución, tal cual está en el cuaderno de soluciones."""
@@ -130,13 +142,14 @@ class Exercise:
         _show({"text/plain": f"Solución:\n{code}", "text/markdown": f"**Solución:**\n\n```python\n{code}\n```"})
 
     def __repr__(self) -> str:
-        return f"<ejercicio {self.info.level} {self.info.name}: usa .hint() o .solution()>"
+        return f"<ejercicio {self.info.level} {self.info.name}: usa .hint(), .hint(2) o .solution()>"
 
 
-def exercise(notebook: str, hint: str, handover: dict):
+def exercise(notebook: str, hint: tuple[str, str], handover: dict):
     """Decorador: convierte una función de comprobación en un ``Exercise`` del registro.
 
-    ``handover``: {argumento: formato de ``helpers.checks.handover``} de lo que viaja a la corrección.
+    ``hint``: ``(idea, forma del código)``. ``handover``: {argumento: formato de
+    ``helpers.checks.handover``} de lo que viaja a la corrección.
     """
     return lambda check: Exercise(notebook, check, hint, handover)
 

@@ -259,7 +259,12 @@ def fresh_base():
 
 
 class Trainer(Format):
-    """Un ``Trainer`` de TRL: su modelo (formato ``Model``), sus argumentos y su historial de pérdidas."""
+    """Un ``Trainer`` de TRL: su modelo (formato ``Model``), su historial y los pasos que dio su optimizador.
+
+    Lo que cuenta para los puntos sale de lo que el entrenamiento dejó (``optimizer_steps``, el historial
+    ``log_history`` con la tasa y los tokens de cada paso, los pesos); ``args`` (lo que se pidió en
+    ``SFTConfig``) viaja solo para explicar un fallo al alumno.
+    """
 
     name = "entrenador"
     ARGS = ("max_steps", "per_device_train_batch_size", "gradient_accumulation_steps", "learning_rate",
@@ -273,6 +278,7 @@ class Trainer(Format):
         Model().dump(model, folder / "modelo")
         record = {"args": {name: getattr(args, name, None) for name in self.ARGS},
                   "state": {"global_step": state.global_step, "log_history": state.log_history},
+                  "optimizer_steps": optimizer_steps(value),
                   "train_rows": len(getattr(value, "train_dataset", None) or [])}
         (folder / "entrenador.json").write_text(json.dumps(_encode(record)), encoding="utf-8")
 
@@ -283,7 +289,22 @@ class Trainer(Format):
             return model
         return SimpleNamespace(model=model, args=SimpleNamespace(**record["args"]),
                                state=SimpleNamespace(**record["state"]), train_rows=record["train_rows"],
-                               processing_class=None)
+                               optimizer_steps=record.get("optimizer_steps"), processing_class=None)
+
+
+def optimizer_steps(trainer) -> int | None:
+    """Cuántos pasos dio de verdad el optimizador de ``trainer`` (el contador de Adam); None si no tiene.
+
+    En la corrección, el trainer reconstruido trae el número en ``optimizer_steps``.
+    """
+    if hasattr(trainer, "optimizer_steps") and not hasattr(trainer, "optimizer"):
+        return trainer.optimizer_steps
+    optimizer = getattr(trainer, "optimizer", None)
+    state = getattr(optimizer, "state", None)
+    if not state:
+        return None if optimizer is None else 0
+    steps = [value["step"] for value in state.values() if isinstance(value, dict) and "step" in value]
+    return int(max(float(step) for step in steps)) if steps else 0
 
 
 class Pipeline(Format):
