@@ -279,6 +279,7 @@ class Trainer(Format):
         record = {"args": {name: getattr(args, name, None) for name in self.ARGS},
                   "state": {"global_step": state.global_step, "log_history": state.log_history},
                   "optimizer_steps": optimizer_steps(value),
+                  "ref_model": getattr(value, "ref_model", None) is not None,  # DPO: ¿una segunda copia?
                   "train_rows": len(getattr(value, "train_dataset", None) or [])}
         (folder / "entrenador.json").write_text(json.dumps(_encode(record)), encoding="utf-8")
 
@@ -289,7 +290,11 @@ class Trainer(Format):
             return model
         return SimpleNamespace(model=model, args=SimpleNamespace(**record["args"]),
                                state=SimpleNamespace(**record["state"]), train_rows=record["train_rows"],
-                               optimizer_steps=record.get("optimizer_steps"), processing_class=None)
+                               optimizer_steps=record.get("optimizer_steps"), processing_class=None,
+                               ref_model=REF_MODEL if record.get("ref_model") else None)
+
+
+REF_MODEL = Unexpected("un modelo de referencia aparte (ref_model)")
 
 
 def optimizer_steps(trainer) -> int | None:
