@@ -3,6 +3,7 @@
 Aquí no se crea ningún entorno de verdad: `run` se sustituye por una que anota las órdenes.
 """
 
+import json
 import re
 import shutil
 import sys
@@ -204,3 +205,103 @@ def test_messages_fit_a_windows_console():
     """Sin caracteres que la consola clásica de Windows (cp1252) no sabe escribir."""
     source = (ROOT / "curso.py").read_text("utf-8")
     source.encode("cp1252")
+
+
+# ---------------- JupyterLab en español y sin preguntar por noticias ----------------
+
+TRANSLATION = "@jupyterlab/translation-extension:plugin"
+NOTIFICATION = "@jupyterlab/apputils-extension:notification"
+
+
+def lab_setting(app_dir, user_dir, plugin):
+    """Lo que JupyterLab usa para ``plugin``: lo que eligió el alumno o, si no eligió, el valor por defecto.
+
+    ``get_settings`` es lo que responde el servidor en /lab/api/settings/<plugin> (valores por defecto del
+    esquema con los de settings/overrides.d/ y overrides.json aplicados; lo del alumno, aparte).
+    """
+    from jupyterlab.commands import get_app_dir
+    from jupyterlab_server.settings_utils import get_settings
+
+    schemas = Path(get_app_dir()) / "schemas"
+    answer, _ = get_settings(str(app_dir / "settings"), str(schemas), str(user_dir), schema_name=plugin)
+    defaults = {key: spec.get("default") for key, spec in answer["schema"]["properties"].items()}
+    return {**defaults, **answer["settings"]}
+
+
+def test_the_settings_go_where_jupyterlab_reads_them():
+    """La carpeta de JupyterLab que calcula curso.py es la que usa el JupyterLab instalado (el de .venv)."""
+    from jupyterlab.commands import get_app_dir
+
+    assert curso.lab_app_dir(ROOT, {}) == ROOT / ".venv" / "share" / "jupyter" / "lab"
+    assert curso.lab_app_dir(ROOT, {"JUPYTERLAB_DIR": "/otra/lab"}) == Path("/otra/lab").resolve()
+    if Path(sys.prefix).resolve() != (ROOT / ".venv").resolve():
+        pytest.skip("estas pruebas no corren en el .venv del curso")
+    assert Path(get_app_dir()).resolve() == curso.lab_app_dir(ROOT).resolve()
+
+
+def test_lab_opens_in_spanish_without_asking_for_news(tmp_path):
+    plain = lab_setting(tmp_path, tmp_path / "user", TRANSLATION)["locale"]
+    assert plain == "default" and lab_setting(tmp_path, tmp_path / "user", NOTIFICATION)["fetchNews"] == "none"
+    path = curso.write_lab_settings(tmp_path)
+    assert path == tmp_path / "settings" / "overrides.d" / "curso-lora.json"
+    assert lab_setting(tmp_path, tmp_path / "user", TRANSLATION)["locale"] == "es_ES"
+    news = lab_setting(tmp_path, tmp_path / "user", NOTIFICATION)
+    assert news["fetchNews"] == "false" and news["checkForUpdates"] is False  # "none" es la pregunta
+
+
+def test_the_spanish_language_pack_is_pinned_and_installed():
+    from jupyterlab_server.translation_utils import get_language_packs
+
+    assert re.search(r"^jupyterlab-language-pack-es-ES==[\w.]+", (ROOT / "requirements.txt").read_text(),
+                     re.MULTILINE)
+    packs, message = get_language_packs("es_ES")
+    assert "es_ES" in packs, message
+
+
+def test_the_course_settings_are_valid_for_jupyterlab():
+    """Cada ajuste existe en el esquema de su extensión y tiene un valor permitido (una errata no pasa)."""
+    import jsonschema
+    from jupyterlab.commands import get_app_dir
+
+    for plugin, values in curso.LAB_SETTINGS.items():
+        package, name = plugin.split(":")
+        schema = json.loads((Path(get_app_dir()) / "schemas" / package / f"{name}.json").read_text("utf-8"))
+        for key, value in values.items():
+            assert key in schema["properties"], f"{plugin} no tiene {key}"
+            jsonschema.validate(value, schema["properties"][key])
+
+
+def test_the_learners_own_choices_win_and_are_never_overwritten(tmp_path):
+    """Lo que elige el alumno en Configuración, o en su overrides.json, gana; curso.py no lo toca."""
+    settings, user = tmp_path / "settings", tmp_path / "user"
+    own = json.dumps({TRANSLATION: {"locale": "fr_FR"}})
+    settings.mkdir()
+    (settings / "overrides.json").write_text(own)
+    chosen = user / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
+    chosen.parent.mkdir(parents=True)
+    chosen.write_text('{"fetchNews": "true"}')  # respondió «sí» a la pregunta de las noticias
+    curso.write_lab_settings(tmp_path)
+    curso.write_lab_settings(tmp_path)  # la segunda vez, igual
+    assert (settings / "overrides.json").read_text() == own
+    assert chosen.read_text() == '{"fetchNews": "true"}'
+    assert lab_setting(tmp_path, user, TRANSLATION)["locale"] == "fr_FR"
+    assert lab_setting(tmp_path, user, NOTIFICATION)["fetchNews"] == "true"
+    english = user / "@jupyterlab" / "translation-extension" / "plugin.jupyterlab-settings"
+    english.parent.mkdir(parents=True)
+    english.write_text('{"locale": "en"}')  # eligió inglés en el menú Configuración > Idioma
+    assert lab_setting(tmp_path, user, TRANSLATION)["locale"] == "en"
+
+
+def test_lab_writes_the_settings_before_opening(course, monkeypatch):
+    root, commands = course
+    monkeypatch.delenv("JUPYTERLAB_DIR", raising=False)
+    assert curso.lab(["--port=9999"]) == 0
+    written = root / ".venv" / "share" / "jupyter" / "lab" / "settings" / "overrides.d" / "curso-lora.json"
+    assert json.loads(written.read_text("utf-8")) == curso.LAB_SETTINGS
+    assert commands == [[*curso.lab_command(curso.venv_python(root), curso.is_root()), "--port=9999"]]
+
+
+def test_settings_that_cannot_be_written_only_warn(tmp_path, capsys):
+    (tmp_path / "settings").write_text("no soy una carpeta")
+    curso.write_lab_settings(tmp_path)
+    assert "JupyterLab se abrirá en inglés" in capsys.readouterr().err
