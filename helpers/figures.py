@@ -99,8 +99,8 @@ def lora_adapter_figure(path: str | Path | None = None, texts: dict | None = Non
     # adaptador: A (trapecio que estrecha k -> r) y B (trapecio que ensancha r -> d)
     ax.add_patch(FancyBboxPatch((34.3, 21.6), 21.4, 22.8, boxstyle="round,pad=0,rounding_size=1.5",
                                 facecolor="none", edgecolor=TRAIN_EDGE, linewidth=1.2, linestyle="--"))
-    text(35.3, 44.4, t["AB_note"], size=10, color=TRAIN_EDGE, ha="left",
-         bbox={"facecolor": "white", "edgecolor": "none", "pad": 1.5})
+    # encima del recuadro y a la izquierda: la rama de B hacia la escala sube por el centro (x = 45)
+    text(32.8, 46, t["AB_note"], size=10, color=TRAIN_EDGE, ha="left")
     ax.add_patch(Polygon([(36, 23), (54, 23), (48.5, 30.5), (41.5, 30.5)], closed=True,
                          facecolor=TRAIN, edgecolor=TRAIN_EDGE, linewidth=2))
     text(45, 26.3, f"{t['A']}   {t['A_shape']}", size=13)
@@ -131,8 +131,9 @@ def lora_adapter_figure(path: str | Path | None = None, texts: dict | None = Non
     text(31, 59.2, t["h"], size=15)
 
     # ---------------- Flecha de fusión ----------------
-    arrow((64.5, 33), (73.5, 33), lw=2.5, color=MERGED_EDGE)
-    text(68.5, 35.8, t["arrow_merge"], size=10, family="DejaVu Sans Mono", color=MERGED_EDGE)
+    # el nombre (150 px en monoespaciada) cabe entre las notas de A y B (x < 68) y la caja de W' (x > 75,7)
+    arrow((60.5, 33), (73.5, 33), lw=2.5, color=MERGED_EDGE)
+    text(66.3, 35.6, t["arrow_merge"], size=10, family="DejaVu Sans Mono", color=MERGED_EDGE)
 
     # ---------------- Panel derecho: W' fusionada ----------------
     text(86, 63.3, t["title_merged"], size=15, weight="bold")

@@ -36,3 +36,31 @@ def test_texts_can_be_translated(tmp_path):
     drawn = {t.get_text() for t in fig.axes[0].texts}
     assert "During training" in drawn and figures.TEXTS["title_train"] not in drawn
     assert (tmp_path / "en.png").is_file()
+
+
+def misplaced_texts(fig):
+    """Los textos que pisan a otro o se salen de la imagen."""
+    renderer = fig.canvas.get_renderer()
+    boxes = [(t.get_text(), t.get_window_extent(renderer)) for t in fig.axes[0].texts if t.get_text().strip()]
+    inside = fig.bbox
+    wrong = [name for name, box in boxes
+             if not (inside.x0 <= box.x0 and box.x1 <= inside.x1 and inside.y0 <= box.y0 and box.y1 <= inside.y1)]
+    return wrong + [(name, other) for i, (name, box) in enumerate(boxes) for other, other_box in boxes[i + 1:]
+                    if box.overlaps(other_box)]
+
+
+def test_texts_do_not_overlap_and_stay_inside():
+    """Ningún texto pisa a otro ni se sale de la imagen (un título largo sí lo haría)."""
+    assert misplaced_texts(figures.lora_adapter_figure()) == []
+    title = "Durante el entrenamiento solo cambian las dos matrices pequeñas del adaptador"
+    assert title in misplaced_texts(figures.lora_adapter_figure(texts={"title_train": title}))
+
+
+def test_the_merge_label_fits_between_the_adapter_notes_and_the_merged_box():
+    fig = figures.lora_adapter_figure()
+    renderer = fig.canvas.get_renderer()
+    texts = {t.get_text(): t.get_window_extent(renderer) for t in fig.axes[0].texts}
+    label = texts[figures.TEXTS["arrow_merge"]]
+    merged_box = next(p for p in fig.axes[0].patches if p.get_facecolor()[:3] == matplotlib.colors.to_rgb(
+        figures.MERGED)).get_window_extent(renderer)
+    assert label.x1 < merged_box.x0 - 5  # al menos 5 px de aire (antes tocaba la caja: 757 y 757 px)
