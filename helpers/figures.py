@@ -88,19 +88,19 @@ def lora_adapter_figure(path: str | Path | None = None, texts: dict | None = Non
     # entrada x
     box(22, 11, 18, 5, "white", INK)
     text(31, 13.5, t["x"], size=14)
-    text(41.5, 13.5, t["x_dim"], size=10.5, color="#555", ha="left")
+    text(41.5, 13.5, t["x_dim"], size=12, color="#555", ha="left")
 
     # W congelada
     box(8, 23, 18, 20, FROZEN, FROZEN_EDGE)
     text(17, 36.5, t["W"], size=26)
     text(17, 31.3, t["W_shape"], size=13)
-    text(17, 26.5, t["W_note"], size=10.5, color="#33475f")
+    text(17, 26.5, t["W_note"], size=11, color="#33475f")
 
     # adaptador: A (trapecio que estrecha k -> r) y B (trapecio que ensancha r -> d)
     ax.add_patch(FancyBboxPatch((34.3, 21.6), 21.4, 22.8, boxstyle="round,pad=0,rounding_size=1.5",
                                 facecolor="none", edgecolor=TRAIN_EDGE, linewidth=1.2, linestyle="--"))
     # encima del recuadro y a la izquierda: la rama de B hacia la escala sube por el centro (x = 45)
-    text(32.8, 46, t["AB_note"], size=10, color=TRAIN_EDGE, ha="left")
+    text(32.3, 46, t["AB_note"], size=11, color=TRAIN_EDGE, ha="left")
     ax.add_patch(Polygon([(36, 23), (54, 23), (48.5, 30.5), (41.5, 30.5)], closed=True,
                          facecolor=TRAIN, edgecolor=TRAIN_EDGE, linewidth=2))
     text(45, 26.3, f"{t['A']}   {t['A_shape']}", size=13)
@@ -109,8 +109,8 @@ def lora_adapter_figure(path: str | Path | None = None, texts: dict | None = Non
     text(45, 39.5, f"{t['B']}   {t['B_shape']}", size=13)
     arrow((45, 30.5), (45, 35.5), color=TRAIN_EDGE)
     text(47, 33, "$r$", size=12, color=TRAIN_EDGE)
-    text(57, 39.2, t["B_init"], size=10, color="#7a3f15", ha="left")
-    text(57, 26.8, t["A_init"], size=10, color="#7a3f15", ha="left")
+    text(57, 39.2, t["B_init"], size=11, color="#7a3f15", ha="left")
+    text(57, 26.8, t["A_init"], size=11, color="#7a3f15", ha="left")
 
     # x -> W y x -> A
     ax.plot([31, 31], [16.4, 19.5], color=INK, linewidth=1.8)
@@ -131,9 +131,9 @@ def lora_adapter_figure(path: str | Path | None = None, texts: dict | None = Non
     text(31, 59.2, t["h"], size=15)
 
     # ---------------- Flecha de fusión ----------------
-    # el nombre (150 px en monoespaciada) cabe entre las notas de A y B (x < 68) y la caja de W' (x > 75,7)
+    # el nombre (165 px en monoespaciada) cabe entre las notas de A y B (x < 68) y la caja de W' (x > 75,7)
     arrow((60.5, 33), (73.5, 33), lw=2.5, color=MERGED_EDGE)
-    text(66.3, 35.6, t["arrow_merge"], size=10, family="DejaVu Sans Mono", color=MERGED_EDGE)
+    text(66.3, 35.6, t["arrow_merge"], size=11, family="DejaVu Sans Mono", color=MERGED_EDGE)
 
     # ---------------- Panel derecho: W' fusionada ----------------
     text(86, 63.3, t["title_merged"], size=15, weight="bold")
@@ -143,7 +143,7 @@ def lora_adapter_figure(path: str | Path | None = None, texts: dict | None = Non
     box(76, 23, 20, 20, MERGED, MERGED_EDGE)
     text(86, 38.3, t["W_merged"], size=26)
     text(86, 32.3, t["W_merged_eq"], size=13)
-    text(86, 26.5, t["merged_note"], size=10, color="#2f5f2f")
+    text(86, 26.5, t["merged_note"], size=11, color="#2f5f2f")
     arrow((86, 43.4), (86, 57.2))
     text(86, 59.2, t["h_merged"], size=15)
 
@@ -154,7 +154,7 @@ def lora_adapter_figure(path: str | Path | None = None, texts: dict | None = Non
                                (MERGED, MERGED_EDGE, t["legend_merged"])):
         ax.add_patch(FancyBboxPatch((x0, 5.6), 2.2, 2.2, boxstyle="round,pad=0.1",
                                     facecolor=color, edgecolor=edge, linewidth=1.5))
-        text(x0 + 3.2, 6.7, label, size=11, ha="left")
+        text(x0 + 3.2, 6.7, label, size=12, ha="left")
         x0 += 15
     text(50, 2.4, t["params"], size=11.5)
 
