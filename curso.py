@@ -272,6 +272,8 @@ COMMANDS = {
                   solutions),
     "adapters": ("vuelve a entrenar los adaptadores de adapters/", in_venv("-m", "helpers.build_adapters")),
     "images": ("vuelve a dibujar las figuras de images/", in_venv("-m", "helpers.figures")),
+    "render": ("HTML y páginas PNG de los cuadernos resueltos (o render NOMBRE...) en salidas/render/",
+               in_venv("-m", "helpers.render")),
     "grade": ("corrige entregas: grade ENTREGAS... --csv notas.csv", in_venv("-m", "helpers.grade")),
     "release": ("copia del curso para el alumnado, sin soluciones: release CARPETA",
                 in_venv("-m", "helpers.release")),
