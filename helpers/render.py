@@ -76,6 +76,9 @@ def sources(names: list[str], root: Path = COURSE_ROOT) -> list[Path]:
     """Los documentos a dibujar: los cuadernos resueltos, o los nombrados (un cuaderno resuelto por su
     nombre, o la ruta de un ``.ipynb`` o un ``.md``)."""
     solutions = sorted((root / "solutions").glob("*.ipynb"))
+    if not names and not solutions:  # p. ej. en la copia para el alumnado (make release)
+        raise RenderError("No hay cuadernos resueltos en solutions/: di qué dibujar, p. ej. "
+                          "`python curso.py render notebooks/lora_finetuning.ipynb` o `... render README.md`.")
     if not names:
         return solutions
     by_name = {nb.stem: nb for nb in solutions}

@@ -38,6 +38,11 @@ def test_by_default_every_solution_notebook_and_names_pick_some(course):
                                                            course / "leccion.md"]
 
 
+def test_without_solution_notebooks_it_asks_what_to_render(tmp_path):
+    with pytest.raises(render.RenderError, match=r"No hay cuadernos resueltos en solutions/: di qué dibujar"):
+        render.sources([], tmp_path)
+
+
 def test_an_unknown_name_is_refused_in_spanish(course):
     with pytest.raises(render.RenderError, match=r"No encuentro lora, otro\.txt\. .*cuaderno resuelto \(a, b\)"):
         render.sources(["lora", "otro.txt"], course)
