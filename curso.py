@@ -186,6 +186,7 @@ def suite_commands(python: Path, root: Path) -> list[list[str]]:
     return [
         [str(python), "-m", "ruff", "check", "."],
         [str(python), "-m", "pytest", *notebooks, "tests", "--nbval-lax", "--nbval-current-env",
+         "-p", "tests.nbval_rerun",  # cada ejercicio, dos veces, en la misma ejecución de nbval
          "--durations=25"],  # las 25 pruebas más lentas, para ver adónde va el tiempo de CI
     ]
 

@@ -147,7 +147,7 @@ def test_test_runs_ruff_then_pytest_strictly_on_the_solutions(course, monkeypatc
     assert commands == [
         [python, "-m", "ruff", "check", "."],
         [python, "-m", "pytest", "solutions/a.ipynb", "solutions/b.ipynb", "tests", "--nbval-lax",
-         "--nbval-current-env", "--durations=25", "-x"],
+         "--nbval-current-env", "-p", "tests.nbval_rerun", "--durations=25", "-x"],
     ]
     # los cuadernos resueltos entregan sus objetos en una carpeta temporal que después juzga test_grading.py
     handed_over = envs[0]["CURSO_LORA_HANDOVER"]
