@@ -8,9 +8,10 @@ Uso::
     make grade ENTREGAS="entregas/" CSV=notas.csv
 
 Cada entrega se ejecuta en una caja de arena (bubblewrap) sobre una copia del curso sin soluciones, con
-límites de tiempo, memoria, procesos y salida; los puntos los decide después un proceso limpio que
-comprueba los objetos entregados con fechas ocultas (ver ``helpers.grading``). Las entregas nunca se
-modifican. Sale con 0 aunque alguna fila tenga un motivo (la fila lo explica); con 2 si la orden está
+límites de tiempo, memoria, procesos y salida; lo que deja se recoge como datos (sin seguir enlaces, con
+topes) y los puntos los decide después el juez, código de quien corrige en un Python aislado y en la
+misma caja, que valida lo entregado y lo comprueba con fechas ocultas (ver ``helpers.grading``). Las
+entregas nunca se modifican. Sale con 0 aunque alguna fila tenga un motivo (la fila lo explica); con 2 si la orden está
 mal escrita.
 """
 
@@ -65,6 +66,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-salida", type=float, default=RunLimits.output_bytes / 2**20, metavar="MiB",
                         help="salida máxima de una entrega; pasada, se detiene con su motivo (por defecto "
                              f"{RunLimits.output_bytes // 2**20} MiB)")
+    parser.add_argument("--memoria", type=float, default=RunLimits.memory_bytes / 2**30, metavar="GiB",
+                        help="memoria máxima de una entrega y, aparte, de su juez; pasada, se detiene con su "
+                             f"motivo (por defecto {RunLimits.memory_bytes // 2**30} GiB)")
     parser.add_argument("--unir", nargs="+", metavar="NOTAS.csv",
                         help="no corrige: junta los CSV de varias partes en el de --csv")
     return parser
@@ -142,6 +146,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--jobs debe ser 1 o más")
     if not args.max_salida > 0:
         parser.error("--max-salida debe ser un número de MiB mayor que 0")
+    if not args.memoria > 0:
+        parser.error("--memoria debe ser un número de GiB mayor que 0")
     files, warnings = expand_paths(args.entregas)
     if args.parte:
         try:
@@ -186,7 +192,8 @@ def main(argv: list[str] | None = None) -> int:
 
     with course_copy() as course:
         grades = grade_paths(files, course=course, jobs=args.jobs, on_grade=on_grade,
-                             limits=RunLimits(timeout=args.timeout, output_bytes=int(args.max_salida * 2**20)), seed=seed)
+                             limits=RunLimits(timeout=args.timeout, output_bytes=int(args.max_salida * 2**20),
+                                              memory_bytes=int(args.memoria * 2**30)), seed=seed)
     write_csv(grades, csv_path)
     print()
     print(table(grades))

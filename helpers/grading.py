@@ -6,10 +6,15 @@
 3. **ejecutar** (``run``): en una carpeta propia, dentro de la caja de arena (``helpers.sandbox``), sobre
    una copia del curso sin soluciones (``helpers.release``), con límites. Cada ``checks.X(...)`` entrega
    sus objetos como datos (``helpers.checks.handover``). Este paso no da puntos.
-4. **juzgar** (``judge``): en un proceso nuevo de quien corrige (``helpers.judge``), las mismas funciones
-   de comprobación sobre los objetos entregados, con fechas ocultas. De aquí, y solo de aquí, salen los
-   puntos: nada que la entrega imprima, muestre o escriba en su cuaderno cuenta.
-5. **informar** (``write_csv``, ``table``): una fila por entrega, escrita por quien corrige.
+4. **recoger** (``helpers.grading_collect``): lo entregado, la copia ejecutada y el estado se copian,
+   archivo a archivo, sin seguir enlaces, solo archivos normales y con topes, a una carpeta de quien
+   corrige; cada manifiesto se comprueba contra los bytes copiados. Lo raro es un motivo de la fila.
+5. **juzgar** (``helpers.grading_judge``): el juez (``helpers.judge``), código de quien corrige, en un
+   Python aislado que importa solo la copia del curso, dentro de la misma caja y con los mismos límites:
+   valida lo recogido como datos (lista blanca, ``helpers.checks.whitelist``) y ejecuta las mismas
+   funciones de comprobación sobre los objetos entregados, con fechas ocultas. De aquí, y solo de aquí,
+   salen los puntos: nada que la entrega imprima, muestre o escriba en su cuaderno cuenta.
+6. **informar** (``write_csv``, ``table``): una fila por entrega, escrita por quien corrige.
 
 Las entregas nunca se modifican. Un archivo que no es un cuaderno, está dañado, se pasa de tiempo o no
 es del curso recibe su fila con el motivo, y la corrección sigue con las demás.
@@ -29,7 +34,6 @@ import json
 import os
 import re
 import secrets
-import subprocess
 import sys
 import tempfile
 import time
@@ -44,7 +48,9 @@ import nbformat
 from .checks.core import NOT_ATTEMPTED
 from .checks.registry import EXERCISES, ExerciseInfo
 from .exercise_notebooks import NOTEBOOKS_DIR, checks_called, without_outputs
-from .grading_run import EXECUTED, HANDED_OVER, STATE, SUBMISSION
+from .grading_collect import collect
+from .grading_judge import JudgeFailed, JudgeLimits, run_judge
+from .grading_run import SUBMISSION
 from .sandbox import NOT_ISOLATED, Limits, run_sandboxed
 
 DEFAULT_TIMEOUT = 1800  # segundos por cuaderno (todas sus celdas juntas)
@@ -174,11 +180,20 @@ class RunLimits:
     max_processes: int = 64
     output_bytes: int = 20 * 2**20
     disk_bytes: int = 4 * 2**30
+    judge_timeout: float = JUDGE_TIMEOUT
+
+    def for_judge(self) -> JudgeLimits:
+        """Los del juez: los mismos de memoria, procesos y disco, con su propio tiempo."""
+        return JudgeLimits(timeout=self.judge_timeout, memory_bytes=self.memory_bytes,
+                           max_processes=self.max_processes, disk_bytes=self.disk_bytes)
 
 
 def run(nb, folder: Path, course: Path, limits: RunLimits = RunLimits(), cpus: int | None = None,
-        isolate: bool = True) -> tuple[Any, list[str], str]:
-    """Ejecuta ``nb`` en ``folder`` dentro de la caja: (cuaderno ejecutado o None, motivos, aislamiento)."""
+        isolate: bool = True) -> tuple[str, str]:
+    """Ejecuta ``nb`` en ``folder`` dentro de la caja: (motivo si se detuvo o "", aislamiento).
+
+    Lo que deja en ``folder`` es de la entrega: no se lee aquí, lo saca ``grading_collect.collect``.
+    """
     from .model import CACHE_ENV, cache_dir
 
     nbformat.write(nb, folder / SUBMISSION)
@@ -190,34 +205,9 @@ def run(nb, folder: Path, course: Path, limits: RunLimits = RunLimits(), cpus: i
                       max_processes=limits.max_processes, output_bytes=limits.output_bytes,
                       disk_bytes=limits.disk_bytes),
         env={CACHE_ENV: str(cache_dir())}, read_only=(cache_dir(),), cpus=cpus, isolate=isolate)
-    reasons = []
-    stop = _read_json(folder / STATE, {}).get("motivo") if result.ok else None
-    if isinstance(stop, str) and stop:
-        reasons.append(stop[:300] + "; cuentan las comprobaciones hechas hasta entonces")
-    if not result.ok:
-        reasons.append(f"la ejecución se detuvo: {result.reason or 'terminó con un error'}; cuentan las "
-                       "comprobaciones hechas hasta entonces")
-    try:
-        executed = nbformat.read(folder / EXECUTED, as_version=4)
-    except Exception:  # noqa: BLE001 - sin copia ejecutada se corrige igual, con lo entregado
-        executed = None
-    return executed, reasons, "bwrap" if result.isolated else result.warning or NOT_ISOLATED
-
-
-# --- juzgar -----------------------------------------------------------------------------------------
-
-def judge(handed_over: Path, notebook: str, seed: int, cpus: int | None = None) -> dict[str, dict]:
-    """Los veredictos de ``helpers.judge`` sobre lo entregado, en un proceso nuevo (ni el de la entrega ni este)."""
-    env = dict(os.environ)
-    if cpus:
-        env.update({name: str(cpus) for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")})
-    done = subprocess.run([sys.executable, "-m", "helpers.judge", str(handed_over), "--cuaderno", notebook,
-                           "--semilla", str(seed)], capture_output=True, text=True, timeout=JUDGE_TIMEOUT,
-                          env=env, cwd=str(handed_over.parent), check=False)
-    if done.returncode != 0:
-        raise RuntimeError(_short(done.stderr.strip().splitlines()[-1] if done.stderr.strip() else
-                                  f"código {done.returncode}"))
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    reason = "" if result.ok else (f"la ejecución se detuvo: {result.reason or 'terminó con un error'}; cuentan "
+                                   "las comprobaciones hechas hasta entonces")
+    return reason, "bwrap" if result.isolated else result.warning or NOT_ISOLATED
 
 
 # --- corregir una entrega ---------------------------------------------------------------------------
@@ -270,17 +260,30 @@ def _grade_into(grade: Grade, path: Path, course: Path, limits: RunLimits, seed:
 
     _expect(grade, grade.cuaderno, exercises)
     prepared, missing = prepare(submitted, grade.cuaderno, course / "notebooks", exercises)
+    names = [e.name for e in exercises if e.notebook == grade.cuaderno]
     with tempfile.TemporaryDirectory(prefix="curso-lora-correccion-", ignore_cleanup_errors=True) as tmp:
         folder = Path(tmp) / "entrega"
         folder.mkdir()
-        grade.executed, reasons, grade.aislamiento = run(prepared, folder, course, limits, cpus, isolate)
-        verdicts = judge(folder / HANDED_OVER, grade.cuaderno, seed, cpus)
+        stopped, grade.aislamiento = run(prepared, folder, course, limits, cpus, isolate)
+        collected = collect(folder, Path(tmp) / "recogido", names, total_bytes=limits.disk_bytes)
+        grade.executed = collected.executed
+        reasons = [f"{collected.stop}; cuentan las comprobaciones hechas hasta entonces"] if collected.stop else []
+        reasons += [stopped] if stopped else []
+        reasons += collected.reasons
+        try:
+            verdicts = run_judge(Path(tmp) / "recogido", grade.cuaderno, seed, course=course,
+                                 workdir=Path(tmp) / "juez", limits=limits.for_judge(), cpus=cpus, isolate=isolate)
+        except JudgeFailed as failed:
+            grade.motivos += missing + reasons + [f"no se pudo juzgar: {failed}; la fila vale 0"]
+            return
     for info in (e for e in exercises if e.notebook == grade.cuaderno):
-        verdict = verdicts.get(info.name, {})
-        grade.points[info.name] = info.points if verdict.get("puntos") == info.points else 0
-        grade.mensajes[info.name] = f"{verdict.get('estado', '?')}: {verdict.get('mensaje', '')}"
-        if verdict.get("estado") == NOT_ATTEMPTED and not reasons and info.name not in " ".join(missing):
-            reasons.append(f"{info.name}: {_short(verdict.get('mensaje', ''))}")
+        verdict = verdicts[info.name]
+        grade.points[info.name] = info.points if verdict["puntos"] == info.points else 0
+        grade.mensajes[info.name] = f"{verdict['estado']}: {verdict['mensaje']}"
+        if verdict.get("rechazo"):
+            reasons.append(f"{info.name}: rechazado sin cargarlo ({_short(verdict['rechazo'], 300)})")
+        elif verdict["estado"] == NOT_ATTEMPTED and not reasons and info.name not in " ".join(missing):
+            reasons.append(f"{info.name}: {_short(verdict['mensaje'])}")
     grade.motivos += missing + reasons
 
 
@@ -420,17 +423,6 @@ def table(grades: Sequence[Grade], exercises: Sequence[ExerciseInfo] = EXERCISES
             lines.append("  " + "  ".join(str(v).ljust(w) for v, w in zip(row, widths)) + "  " + row[-1])
         blocks.append("\n".join(line.rstrip() for line in lines))
     return "\n\n".join(blocks)
-
-
-def _read_json(path: Path, default):
-    """Un JSON pequeño escrito dentro de la caja (no se fía de él: solo da el texto de un motivo)."""
-    try:
-        if path.is_symlink() or path.stat().st_size > 2**16:
-            return default
-        value = json.loads(path.read_text(encoding="utf-8"))
-        return value if isinstance(value, type(default)) else default
-    except (OSError, ValueError):
-        return default
 
 
 def _short(text: str, limit: int = 160) -> str:

@@ -17,6 +17,7 @@ import argparse
 import json
 import math
 import os
+import stat
 import sys
 import time
 from pathlib import Path
@@ -121,9 +122,31 @@ def main(argv: list[str] | None = None) -> int:
     folder = Path(args.carpeta)
     nb = nbformat.read(folder / SUBMISSION, as_version=4)
     stop = execute(nb, folder, args.timeout, args.max_salida)
-    nbformat.write(nb, folder / EXECUTED)
-    (folder / STATE).write_text(json.dumps({"motivo": stop}), encoding="utf-8")
+    for name, text in ((EXECUTED, nbformat.writes(nb)), (STATE, json.dumps({"motivo": stop}))):
+        try:
+            write_own(folder, name, text.encode("utf-8"))
+        except OSError as error:  # lo que dejó la entrega en ese nombre se queda; la recogida lo rechaza
+            print(f"no escribo {name}: {error}", file=sys.stderr)
     return 0
+
+
+def write_own(folder: Path, name: str, data: bytes) -> None:
+    """Escribe ``folder/name`` solo si es (o será) un archivo normal: sin seguir un enlace ni esperar a una tubería.
+
+    La entrega pudo dejar en ese nombre un enlace o una tubería (FIFO): ``O_NOFOLLOW`` y ``O_NONBLOCK`` hacen
+    que abrirlo falle (o no espere), y ``fstat`` descarta lo que no sea un archivo normal.
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    fd = os.open(folder / name, flags, 0o644)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(f"{name} no es un archivo normal")
+        os.ftruncate(fd, 0)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    finally:
+        os.close(fd)
 
 
 if __name__ == "__main__":

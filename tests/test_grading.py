@@ -1,7 +1,8 @@
 """Corrección de entregas: los puntos los decide quien corrige, en su proceso, con lo entregado como datos.
 
 Casi todo se prueba con cuadernos pequeños del cuaderno de carga (un kernel cada uno, unos segundos), que
-usan las comprobaciones reales: una entrega honrada y una por cada forma de hacer trampa. Se corrigen
+usan las comprobaciones reales: una entrega honrada y una por cada forma de hacer trampa, también contra el
+juez (issue 19: su propio juez, configuraciones falsificadas, enlaces y tuberías donde se lee). Se corrigen
 juntas, una sola vez, con la orden de línea (``python -m helpers.grade``), en paralelo. Al final, los
 cuadernos reales del curso.
 """
@@ -226,6 +227,57 @@ def test_cli_usage_errors_exit_2_and_touch_nothing(tmp_path, capsys, monkeypatch
 
 # --- una clase que hace trampas, corregida de verdad ------------------------------------------------
 
+# lo entregado por load_adapter, escrito a mano (sin cargar el modelo): el adaptador iso del curso con su
+# configuración cambiada, y el manifiesto rehecho
+FORGED_ADAPTER = """import json, os, shutil
+from pathlib import Path
+from helpers.checks import handover
+from helpers.paths import COURSE_ROOT
+root = Path(os.environ["CURSO_LORA_HANDOVER"]) / "load_adapter"
+adapter = root / "model" / "adaptadores" / "iso"
+shutil.copytree(COURSE_ROOT / "adapters" / "iso", adapter)
+config = json.loads((adapter / "adapter_config.json").read_text())
+config.update(@CHANGE@)
+(adapter / "adapter_config.json").write_text(json.dumps(config))
+(root / "model" / "pesos.safetensors").write_bytes(bytes([8, 0, 0, 0, 0, 0, 0, 0]) + b"{}      ")
+(root / "model" / "modelo.json").write_text(json.dumps({"peft": True, "adapters": ["iso"], "active": "iso"}))
+(root / "model" / "objeto.json").write_text(json.dumps({"formato": "modelo", "tipo": "PeftModel", "none": False}))
+files = sorted(p for p in root.rglob("*") if p.is_file())
+(root / handover.MANIFEST).write_text(json.dumps({str(p.relative_to(root)): handover._sha256(p) for p in files}))"""
+# lo entregado por lora_config (cuaderno lora_finetuning), escrito a mano, sin modelo
+FORGED_CONFIG = """import json, os
+from pathlib import Path
+from helpers.checks import handover
+root = Path(os.environ["CURSO_LORA_HANDOVER"]) / "lora_config"
+(root / "config").mkdir(parents=True)
+config = {"peft_type": "LORA", "task_type": "CAUSAL_LM", "r": 8, "lora_alpha": 16, "lora_dropout": 0.05,
+          "bias": "none", "target_modules": @TARGETS@}
+(root / "config" / "config.json").write_text(json.dumps(handover._encode(config)))
+(root / "config" / "objeto.json").write_text(json.dumps({"formato": "configuración", "tipo": "LoraConfig",
+                                                          "none": False}))
+files = ["config/config.json", "config/objeto.json"]
+(root / handover.MANIFEST).write_text(json.dumps({f: handover._sha256(root / f) for f in files}))"""
+# su propio helpers/judge.py en la carpeta de trabajo (el juez antiguo se lanzaba desde ahí con -m)
+OWN_JUDGE = '''import os, textwrap
+os.makedirs("helpers", exist_ok=True)
+open("helpers/__init__.py", "w").write("")
+open("helpers/judge.py", "w").write(textwrap.dedent("""
+    import json
+    open(@OUTSIDE@, "w").write("el juez de la entrega se ejecutó fuera de la caja")
+    try:
+        open(@CLASSMATE@, "w").write("{}")  # y pisa a una compañera
+    except OSError:
+        pass
+    points = {"load_adapter": 1, "switch_adapters": 3, "unload_adapters": 1, "merge_adapter": 2}
+    print(json.dumps({n: {"estado": "correcto", "puntos": p, "mensaje": "¡Correcto!"} for n, p in points.items()}))
+    """))'''
+OWN_MEGATRON = """import os
+os.makedirs("megatron", exist_ok=True)
+open("megatron/__init__.py", "w").write("")
+open("megatron/evil.py", "w").write("open(@MEGATRON@, 'w').write('megatron.evil importado')")"""
+# con cada letra más se dobla el tiempo: esta, unos 20 s con el juez antiguo; con [\w.] en vez de \w, horas
+NESTED_REGEX = r"model\.layers\.\d+\.(?:\w+)+X"
+
 ATTACKS = {
     # una entrega honrada: 1 punto (load_adapter); las otras tres comprobaciones faltan
     "honrada": [SETUP, HONEST, CHECK],
@@ -285,7 +337,26 @@ print("PROCESOS:", seen)
 os.kill(os.getppid(), signal.SIGKILL)"""],
     # inundar la salida
     "inunda": [SETUP, "for _ in range(200_000):\n    print('x' * 100)"],
+    # --- contra el juez (issue 19); ninguna carga el modelo: escriben a mano lo que el juez lee ---
+    "juez_propio": [OWN_JUDGE],
+    # megatron_core nombra un módulo suyo: PEFT lo importaría al cargar el adaptador
+    "megatron": [OWN_MEGATRON, FORGED_ADAPTER.replace(
+        "@CHANGE@", 'megatron_config={"tensor_model_parallel_size": 1}, megatron_core="megatron.evil"')],
+    # un rango enorme: PEFT reservaría r·(d+k) por capa (3 GiB a r=12000) antes de ver que no encaja
+    "rango_enorme": [FORGED_ADAPTER.replace("@CHANGE@", "r=12000, lora_alpha=24000")],
+    # una expresión regular con repetición anidada en target_modules (lora_config de lora_finetuning)
+    "regex": [FORGED_CONFIG.replace("@TARGETS@", repr(NESTED_REGEX))],
+    # ejecutado.ipynb, un enlace al cuaderno de soluciones del profesor (que fuera de la caja existe)
+    "enlace_soluciones": ["import os\nos.symlink(@SOLUTIONS@, 'ejecutado.ipynb')"],
+    # tuberías (FIFO) donde la corrección lee: la copia ejecutada y un archivo de lo entregado
+    "tuberias": ["""import os
+from pathlib import Path
+model = Path(os.environ["CURSO_LORA_HANDOVER"]) / "load_adapter" / "model"
+model.mkdir(parents=True)
+os.mkfifo(model / "modelo.json")
+os.mkfifo("ejecutado.ipynb")"""],
 }
+NOTEBOOK_OF = {"regex": "lora_finetuning"}
 
 
 @pytest.fixture(scope="module")
@@ -296,20 +367,25 @@ def class_graded(tmp_path_factory):
     entregas.mkdir()
     csv_path, marker = root / "notas.csv", root / "sigo_vivo.txt"
     classmate = entregas / "honrada.ipynb"
+    outside = {"@OUTSIDE@": root / "juez_fuera.txt", "@MEGATRON@": root / "megatron_importado.txt"}
     places = {"@ROOT@": repr(str(COURSE_ROOT)), "@CLASSMATE@": repr(str(classmate)), "@CSV@": repr(str(csv_path)),
-              "@MARKER@": repr(str(marker))}
+              "@MARKER@": repr(str(marker)), "@SOLUTIONS@": repr(str(SOLUTIONS_DIR / f"{NOTEBOOK}.ipynb")),
+              **{placeholder: repr(str(path)) for placeholder, path in outside.items()}}
     for name, sources in ATTACKS.items():
         cells = []
         for source in sources:
             for placeholder, value in places.items():
                 source = source.replace(placeholder, value)
             cells.append(source)
-        nbformat.write(notebook(*cells), entregas / f"{name}.ipynb")
+        nbformat.write(notebook(*cells, meta=NOTEBOOK_OF.get(name, NOTEBOOK)), entregas / f"{name}.ipynb")
     (entregas / "enlace.ipynb").symlink_to(classmate)
     before = {p.name: fingerprint(p) for p in entregas.iterdir() if not p.is_symlink()}
     start = time.monotonic()
+    # --memoria 2: una entrega honrada de este cuaderno y su juez usan ~1,1 GiB cada uno (medido); un juez
+    # que reservara los 3 GiB de r=12000 se detendría por memoria, y su fila no diría «r=12000»
     run = subprocess.run([sys.executable, "-m", "helpers.grade", "entregas", "--csv", "notas.csv", "--jobs", "2",
-                          "--timeout", "300", "--max-salida", "2", "--semilla", "7", "--ejecutados", "ejecutados"],
+                          "--timeout", "300", "--max-salida", "2", "--memoria", "2", "--semilla", "7",
+                          "--ejecutados", "ejecutados"],
                          cwd=root, capture_output=True, text=True, timeout=1500, check=False)
     seconds = time.monotonic() - start
     final_csv = csv_path.read_text(encoding="utf-8")
@@ -317,7 +393,7 @@ def class_graded(tmp_path_factory):
     with csv_path.open(encoding="utf-8", newline="") as handle:
         rows = {Path(r["archivo"]).stem: r for r in (dict(zip(csv_header(), row)) for row in list(csv.reader(handle))[1:])}
     print(f"clase de {len(ATTACKS) + 1} entregas corregida en {seconds:.0f} s con --jobs 2")
-    return {"run": run, "rows": rows, "root": root, "before": before, "entregas": entregas,
+    return {"run": run, "rows": rows, "root": root, "before": before, "entregas": entregas, "outside": outside,
             "csv_after_exit": csv_path.read_text(encoding="utf-8"), "final_csv": final_csv, "marker": marker}
 
 
@@ -405,6 +481,67 @@ def test_an_output_flood_stops_with_its_reason_and_a_small_copy(class_graded):
 def test_a_symlink_to_a_classmate_is_refused_and_the_classmate_keeps_her_row(class_graded):
     assert "enlace simbólico" in class_graded["rows"]["enlace"]["motivo"]
     assert class_graded["rows"]["honrada"]["total"] == "1"
+
+
+# --- contra el juez (issue 19) ---------------------------------------------------------------------------
+
+@needs_sandbox
+@pytest.mark.slow
+def test_a_judge_written_by_the_submission_never_runs(class_graded):
+    """Su helpers/judge.py no se importa: el juez es un Python aislado que importa la copia del curso."""
+    assert not class_graded["outside"]["@OUTSIDE@"].exists()
+    row = class_graded["rows"]["juez_propio"]
+    assert row["total"] == "0" and row["maximo"] == str(MAXIMUM), row
+
+
+@needs_sandbox
+@pytest.mark.slow
+def test_a_config_naming_its_own_megatron_module_is_refused_and_never_imported(class_graded):
+    assert not class_graded["outside"]["@MEGATRON@"].exists()
+    row = class_graded["rows"]["megatron"]
+    assert row["load_adapter"] == "0" and "load_adapter: rechazado sin cargarlo" in row["motivo"], row
+    assert "el campo megatron_config" in row["motivo"], row
+
+
+@needs_sandbox
+@pytest.mark.slow
+def test_a_huge_rank_is_refused_before_anything_is_allocated(class_graded):
+    row = class_graded["rows"]["rango_enorme"]  # con --memoria 2, un juez que reservara 3 GiB no diría esto
+    assert row["load_adapter"] == "0" and "r=12000 fuera de lo admitido" in row["motivo"], row
+
+
+@needs_sandbox
+@pytest.mark.slow
+def test_a_regex_in_target_modules_is_refused_without_running_it(class_graded):
+    row = class_graded["rows"]["regex"]
+    assert row["cuaderno"] == "lora_finetuning" and row["lora_config"] == "0", row
+    assert "lora_config: rechazado sin cargarlo" in row["motivo"], row
+    assert "nunca una expresión regular" in row["motivo"], row
+
+
+@needs_sandbox
+@pytest.mark.slow
+def test_an_executed_copy_linked_to_the_solutions_copies_nothing_of_them(class_graded):
+    solutions = nbformat.read(SOLUTIONS_DIR / f"{NOTEBOOK}.ipynb", as_version=4)
+    exercises = nbformat.read(NOTEBOOKS_DIR / f"{NOTEBOOK}.ipynb", as_version=4)
+    only_there = {c.source for c in solutions.cells if c.cell_type == "code"} - {c.source for c in exercises.cells}
+    assert only_there
+    for path in (class_graded["root"] / "ejecutados").iterdir():
+        sources = {c.source for c in nbformat.read(path, as_version=4).cells}
+        assert not sources & only_there, path.name
+    row = class_graded["rows"]["enlace_soluciones"]
+    assert "la copia ejecutada no se guarda: ejecutado.ipynb es un enlace simbólico" in row["motivo"], row
+
+
+@needs_sandbox
+@pytest.mark.slow
+def test_fifos_where_the_grader_reads_do_not_block_the_batch(class_graded):
+    row = class_graded["rows"]["tuberias"]
+    assert "la copia ejecutada no se guarda: ejecutado.ipynb es una tubería (FIFO)" in row["motivo"], row
+    assert ("load_adapter: no se recoge lo entregado (entregado/load_adapter/model/modelo.json es una tubería "
+            "(FIFO)") in row["motivo"], row
+    assert class_graded["run"].returncode == 0
+    assert not (class_graded["root"] / "ejecutados" / "entregas_tuberias.ejecutado.ipynb").exists()
 
 
 @pytest.mark.slow

@@ -5,26 +5,35 @@ argumentos en ``<carpeta>/<ejercicio>/<argumento>/`` con uno de estos formatos: 
 carpetas copiadas, JSON. Nada de pickle. Quien corrige los carga en su propio proceso (``load``) y ejecuta
 la misma función de comprobación sobre ellos.
 
-Lo que escribe una entrega no es de fiar y no se trata como tal: cada formato se carga sin ejecutar nada
-(safetensors, JSON), con límites de tamaño, y lo que no encaja llega a la comprobación como ``Unexpected``,
-que la comprobación rechaza como rechaza cualquier respuesta equivocada. Los puntos salen de lo que el
-objeto hace, nunca de lo que dice de sí mismo.
+Lo que escribe una entrega no es de fiar y no se trata como tal. Quien corrige, antes de cargar nada,
+valida cada formato como datos (``validate``; ``refusals`` para un ejercicio entero): cada archivo se abre
+sin seguir enlaces, solo si es un archivo normal y con tope de tamaño (``helpers.safe_files``); las
+configuraciones de LoRA pasan por una lista blanca y las cabeceras de safetensors se comprueban antes de
+reservar memoria (``helpers.checks.whitelist``). Nada se carga con pickle ni ejecuta código. Lo que no
+encaja llega a la comprobación como ``Unexpected``, que la comprobación rechaza como rechaza cualquier
+respuesta equivocada. Los puntos salen de lo que el objeto hace, nunca de lo que dice de sí mismo.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
+import re
 import shutil
 from pathlib import Path
 from types import SimpleNamespace
+
+from ..safe_files import Refused, sha256_regular
+from . import whitelist
 
 HANDOVER_ENV = "CURSO_LORA_HANDOVER"
 MARKER = "objeto.json"  # en cada carpeta de argumento: qué formato es y qué tipo tenía el objeto
 MANIFEST = "manifiesto.json"  # en cada carpeta de ejercicio: archivos y su SHA-256
 MAX_FILE_BYTES = 2 * 2**30
+MAX_MARKER_BYTES = 64 * 2**10
+ADAPTER_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,63}")
+MAX_ADAPTERS = 16
 
 
 class Unexpected:
@@ -47,6 +56,9 @@ class Format:
 
     def load(self, folder: Path):
         raise NotImplementedError
+
+    def validate(self, folder: Path) -> None:
+        """Comprueba lo entregado como datos, sin cargar nada grande; ``Refused`` con el motivo si no vale."""
 
 
 # ---------------------------------------------------------------- JSON
@@ -93,7 +105,10 @@ class Value(Format):
         (folder / "valor.json").write_text(json.dumps(_encode(value)), encoding="utf-8")
 
     def load(self, folder):
-        return _decode(json.loads(_read_text(folder / "valor.json")))
+        return _json(folder / "valor.json")
+
+    def validate(self, folder):
+        _json(folder / "valor.json")
 
 
 class PeftConfig(Format):
@@ -111,11 +126,16 @@ class PeftConfig(Format):
     def load(self, folder):
         from peft import LoraConfig
 
-        data = _decode(json.loads(_read_text(folder / "config.json")))
-        if data.get("peft_type") != "LORA":
+        data = _json(folder / "config.json")
+        if isinstance(data, dict) and data.get("peft_type") != "LORA":
             return Unexpected(f"una configuración {data.get('peft_type')}, no una LoraConfig")
-        known = set(LoraConfig.__dataclass_fields__)
-        return LoraConfig(**{k: v for k, v in data.items() if k in known and k != "peft_type"})
+        return LoraConfig(**whitelist.lora_config(data, strict=False))
+
+    def validate(self, folder):
+        data = _json(folder / "config.json")
+        if isinstance(data, dict) and data.get("peft_type") != "LORA":
+            return  # llega como Unexpected: la comprobación dice que no es una LoraConfig
+        whitelist.lora_config(data, strict=False)
 
 
 def _plain(value):
@@ -148,7 +168,11 @@ class Folder(Format):
                 shutil.copyfile(path, target / path.name)
 
     def load(self, folder):
+        self.validate(folder)
         return folder / "archivos"
+
+    def validate(self, folder):
+        whitelist.check_folder(folder / "archivos", label="la carpeta")
 
 
 # ---------------------------------------------------------------- modelos
@@ -204,19 +228,50 @@ class Model(Format):
         save_file(changed, str(folder / "pesos.safetensors"))
         (folder / "modelo.json").write_text(json.dumps(state), encoding="utf-8")
 
+    def validate(self, folder) -> dict:
+        """modelo.json con sus tipos, pesos cambiados del modelo base y adaptadores, antes de cargar nada.
+
+        Devuelve la configuración validada de cada adaptador: lo único de ellos que verá PEFT.
+        """
+        state = self._state(folder)
+        whitelist.check_base_file(folder / "pesos.safetensors", label="pesos.safetensors")
+        return {name: whitelist.check_adapter_folder(self._adapter_dir(folder, name), label=f"el adaptador '{name}'")
+                for name in (state["adapters"] if state["peft"] else ())}
+
+    @staticmethod
+    def _state(folder) -> dict:
+        state = _json(folder / "modelo.json", cap=MAX_MARKER_BYTES, tagged=False)
+        whitelist.refuse(isinstance(state, dict), "modelo.json no es un diccionario")
+        state = {"peft": False, "adapters": [], "active": None, "merged": False, "disabled": False, "unknown": [],
+                 **state}
+        for flag in ("peft", "merged", "disabled"):
+            whitelist.refuse(isinstance(state[flag], bool), f"modelo.json: {flag} no es verdadero o falso")
+        adapters, unknown = state["adapters"], state["unknown"]
+        whitelist.refuse(isinstance(unknown, list), "modelo.json: unknown no es una lista")
+        whitelist.refuse(isinstance(adapters, list) and len(adapters) <= MAX_ADAPTERS and len(set(map(str, adapters)))
+                         == len(adapters), f"modelo.json: adapters no es una lista de hasta {MAX_ADAPTERS} nombres")
+        for name in adapters:
+            whitelist.refuse(isinstance(name, str) and ADAPTER_NAME.fullmatch(name),
+                             f"modelo.json: {str(name)[:40]!r} no es un nombre de adaptador simple")
+        return state
+
+    @staticmethod
+    def _adapter_dir(folder: Path, name: str) -> Path:
+        return folder / "adaptadores" / ("" if name == "default" else name)
+
     def load(self, folder):
         import torch
         from peft import LoraConfig, PeftModel
         from safetensors.torch import load_file
 
-        state = json.loads(_read_text(folder / "modelo.json"))
-        if state.get("unknown"):
-            return Unexpected(f"un modelo con pesos que no son del modelo base del curso ({state['unknown'][0]})")
-        if state.get("merged"):
+        state = self._state(folder)
+        if state["unknown"]:
+            return Unexpected(f"un modelo con pesos que no son del modelo base del curso ({str(state['unknown'][0])[:80]})")
+        if state["merged"]:
             return Unexpected("un PeftModel con el adaptador ya fusionado (merge_adapter)")
-        if state.get("disabled"):
+        if state["disabled"]:
             return Unexpected("un PeftModel con los adaptadores desactivados")
-        _check_size(folder / "pesos.safetensors")
+        configs = self.validate(folder)  # todo, antes de reservar memoria para nada
         changed = load_file(str(folder / "pesos.safetensors"))
         model = fresh_base()
         params = dict(model.named_parameters())
@@ -226,24 +281,26 @@ class Model(Format):
         with torch.no_grad():
             for key, tensor in changed.items():
                 params[key].copy_(tensor.to(params[key].dtype))
-        if not state.get("peft"):
+        if not state["peft"]:
             return model
-        adapters = [str(a) for a in state.get("adapters", [])]
+        adapters = state["adapters"]
         if not adapters:
             return Unexpected("un PeftModel sin adaptadores")
         for number, name in enumerate(adapters):
-            path = folder / "adaptadores" / ("" if name == "default" else name)
-            config = LoraConfig.from_pretrained(str(path))
-            init = config.init_lora_weights
-            config.init_lora_weights = True  # los pesos vienen del archivo: no volver a inicializar (OLoRA, PiSSA)
-            if not (path / "adapter_model.safetensors").is_file():  # PEFT lo prefiere; pickle no hay (_verify)
-                return Unexpected(f"un adaptador '{name}' sin adapter_model.safetensors")
+            path, clean = self._adapter_dir(folder, name), configs[name]
+            init = clean.get("init_lora_weights", True)
+            # PEFT recibe solo la configuración validada (no relee adapter_config.json); los pesos vienen del
+            # archivo: no volver a inicializar (OLoRA, PiSSA)
+            config = LoraConfig(**{**clean, "init_lora_weights": True})
             if number == 0:
                 model = PeftModel.from_pretrained(model, str(path), adapter_name=name, config=config)
-            else:
-                model.load_adapter(str(path), adapter_name=name, config=config)
+            else:  # con el adaptador ya añadido, load_adapter no relee la configuración del disco
+                config.inference_mode = True
+                model.add_adapter(name, config)
+                model.load_adapter(str(path), adapter_name=name)
             model.peft_config[name].init_lora_weights = init
-        model.set_adapter(state.get("active") if state.get("active") in adapters else adapters[0])
+        model.set_adapter(state["active"] if isinstance(state["active"], str) and state["active"] in adapters
+                          else adapters[0])
         model.eval()
         return model
 
@@ -283,13 +340,33 @@ class Trainer(Format):
                   "train_rows": len(getattr(value, "train_dataset", None) or [])}
         (folder / "entrenador.json").write_text(json.dumps(_encode(record)), encoding="utf-8")
 
+    def validate(self, folder):
+        self._record(folder)
+        Model().validate(folder / "modelo")
+
+    def _record(self, folder) -> dict:
+        record = _json(folder / "entrenador.json")
+        refuse = whitelist.refuse
+        refuse(isinstance(record, dict) and isinstance(record.get("args"), dict)
+               and isinstance(record.get("state"), dict), "entrenador.json no tiene la forma esperada")
+        refuse(set(record["args"]) <= set(self.ARGS), "entrenador.json: argumentos que no se piden")
+        state = record["state"]
+        refuse(set(state) == {"global_step", "log_history"} and _integer(state["global_step"])
+               and isinstance(state["log_history"], list) and all(isinstance(e, dict) for e in state["log_history"]),
+               "entrenador.json: historial con una forma desconocida")
+        refuse(record.get("optimizer_steps") is None or _integer(record["optimizer_steps"]),
+               "entrenador.json: optimizer_steps no es un entero")
+        refuse(_integer(record.get("train_rows", 0)) and isinstance(record.get("ref_model", False), bool),
+               "entrenador.json: train_rows o ref_model con un tipo inesperado")
+        return record
+
     def load(self, folder):
-        record = _decode(json.loads(_read_text(folder / "entrenador.json")))
+        record = self._record(folder)
         model = Model().load(folder / "modelo")
         if isinstance(model, Unexpected):
             return model
         return SimpleNamespace(model=model, args=SimpleNamespace(**record["args"]),
-                               state=SimpleNamespace(**record["state"]), train_rows=record["train_rows"],
+                               state=SimpleNamespace(**record["state"]), train_rows=record.get("train_rows", 0),
                                optimizer_steps=record.get("optimizer_steps"), processing_class=None,
                                ref_model=REF_MODEL if record.get("ref_model") else None)
 
@@ -330,13 +407,24 @@ class Pipeline(Format):
 
         from ..model import load_tokenizer
 
-        task = json.loads(_read_text(folder / "pipeline.json")).get("task")
+        task = self._task(folder)
         model = Model().load(folder / "modelo")
         if isinstance(model, Unexpected):
             return model
         if task != "text-generation":
             return Unexpected(f"un pipeline de la tarea {task!r}, no 'text-generation'")
         return pipeline("text-generation", model=model, tokenizer=load_tokenizer())
+
+    def validate(self, folder):
+        self._task(folder)
+        Model().validate(folder / "modelo")
+
+    @staticmethod
+    def _task(folder):
+        record = _json(folder / "pipeline.json", cap=MAX_MARKER_BYTES, tagged=False)
+        whitelist.refuse(isinstance(record, dict) and (record.get("task") is None or isinstance(record["task"], str)),
+                         "pipeline.json no tiene la forma esperada")
+        return record.get("task")
 
 
 class Mapping(Format):
@@ -358,10 +446,20 @@ class Mapping(Format):
         (folder / "claves.json").write_text(json.dumps(_encode(list(value))), encoding="utf-8")
 
     def load(self, folder):
-        keys = _decode(json.loads(_read_text(folder / "claves.json")))
+        keys = _json(folder / "claves.json", cap=MAX_MARKER_BYTES)
         if not isinstance(keys, list) or len(keys) > self.MAX_ENTRIES:
             return Unexpected("un diccionario entregado con una forma desconocida")
         return {_hashable(key): self.inner.load(folder / str(number)) for number, key in enumerate(keys)}
+
+    def validate(self, folder):
+        keys = _json(folder / "claves.json", cap=MAX_MARKER_BYTES)
+        if not isinstance(keys, list) or len(keys) > self.MAX_ENTRIES:
+            return  # llega como Unexpected
+        for number, _ in enumerate(keys):
+            try:
+                self.inner.validate(folder / str(number))
+            except Refused as refused:
+                raise Refused(f"[{number}] {refused}") from None
 
 
 # ---------------------------------------------------------------- escribir y leer un ejercicio
@@ -395,7 +493,8 @@ def write(exercise: str, arguments: dict, formats: dict[str, Format], root: Path
 def read(exercise: str, formats: dict[str, Format], root: Path) -> dict:
     """Los argumentos de ``exercise`` cargados de ``root``; ``FileNotFoundError`` si no se entregaron.
 
-    Comprueba antes el manifiesto (archivos completos, sin enlaces) y el formato de cada argumento.
+    Comprueba antes el manifiesto (archivos completos, sin enlaces) y el formato de cada argumento; lo que
+    no pasa la validación (``Format.validate``) llega como ``Unexpected`` con el motivo.
     """
     folder = root / exercise
     if not (folder / MANIFEST).is_file():
@@ -403,9 +502,9 @@ def read(exercise: str, formats: dict[str, Format], root: Path) -> dict:
     _verify(folder)
     arguments = {}
     for name, fmt in formats.items():
-        marker = json.loads(_read_text(folder / name / MARKER))
+        marker = _marker(folder / name)
         if marker.get("formato") != fmt.name:
-            arguments[name] = Unexpected(f"un objeto entregado con otro formato ({marker.get('formato')!r})")
+            arguments[name] = Unexpected(f"un objeto entregado con otro formato ({str(marker.get('formato'))[:40]!r})")
         elif marker.get("none"):
             arguments[name] = None
         elif "error" in marker:
@@ -413,43 +512,79 @@ def read(exercise: str, formats: dict[str, Format], root: Path) -> dict:
         else:
             try:
                 arguments[name] = fmt.load(folder / name)
+            except Refused as refused:
+                arguments[name] = Unexpected(f"un {marker.get('tipo')} entregado que no pasa la lista blanca ({refused})")
             except Exception as error:  # noqa: BLE001 - datos dañados o falsificados: no es lo que se pide
                 arguments[name] = Unexpected(f"un {marker.get('tipo')} entregado que no se puede cargar "
                                              f"({type(error).__name__})")
     return arguments
 
 
-PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
+def refusals(exercise: str, formats: dict[str, Format], root: Path) -> list[str]:
+    """Por qué no se carga lo entregado para ``exercise`` (vacío si todo pasa o si no se entregó nada).
+
+    Solo lee datos: el manifiesto, las marcas, los JSON, las configuraciones (lista blanca) y las cabeceras
+    de los safetensors. Nada de PEFT ni de modelos: así quien corrige rechaza antes de reservar memoria.
+    """
+    folder = root / exercise
+    if not (folder / MANIFEST).is_file():
+        return []
+    try:
+        _verify(folder)
+    except (Refused, ValueError) as error:
+        return [str(error)]
+    reasons = []
+    for name, fmt in formats.items():
+        try:
+            marker = _marker(folder / name)
+            if marker.get("formato") == fmt.name and not marker.get("none") and "error" not in marker:
+                fmt.validate(folder / name)
+        except (Refused, ValueError) as error:
+            reasons.append(f"{name}: {error}")
+    return reasons
+
+
+def _marker(folder: Path) -> dict:
+    marker = _json(folder / MARKER, cap=MAX_MARKER_BYTES, tagged=False)
+    whitelist.refuse(isinstance(marker, dict), f"{MARKER} no es un diccionario")
+    return marker
+
+
+PICKLE_SUFFIXES = whitelist.PICKLE_SUFFIXES
 
 
 def _verify(folder: Path) -> None:
-    for path in folder.rglob("*"):
+    """Archivos normales (sin enlaces ni tuberías), sin pickle fuera de una carpeta, y el manifiesto cuadra."""
+    present = {}
+    for path in sorted(folder.rglob("*")):
         if path.is_symlink() or not (path.is_file() or path.is_dir()):
-            raise ValueError(f"la entrega contiene algo que no es un archivo normal ({path.name})")
+            raise Refused(f"la entrega contiene algo que no es un archivo normal ({path.name})")
         if path.suffix in PICKLE_SUFFIXES and path.parent.name != "archivos":  # solo se nombran, nunca se cargan
-            raise ValueError(f"la entrega contiene un archivo pickle ({path.name}), que nunca se carga")
-    listed = json.loads(_read_text(folder / MANIFEST))
-    present = {str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()} - {MANIFEST}
-    if present != set(listed):
-        raise ValueError("los archivos entregados no coinciden con su manifiesto")
+            raise Refused(f"la entrega contiene un archivo pickle ({path.name}), que nunca se carga")
+        if path.is_file():
+            present[path.relative_to(folder).as_posix()] = path
+    listed = _json(folder / MANIFEST, cap=MAX_MARKER_BYTES * 16, tagged=False)
+    if not isinstance(listed, dict) or set(present) - {MANIFEST} != set(listed):
+        raise Refused("los archivos entregados no coinciden con su manifiesto")
     for name, digest in listed.items():
-        if _sha256(folder / name) != digest:
-            raise ValueError(f"el archivo entregado {name} cambió después de escribirse")
+        if _sha256(present[name]) != digest:
+            raise Refused(f"el archivo entregado {name} cambió después de escribirse")
 
 
-def _check_size(path: Path) -> None:
-    if path.stat().st_size > MAX_FILE_BYTES:
-        raise ValueError(f"{path.name} es demasiado grande")
+def _integer(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _read_text(path: Path) -> str:
-    _check_size(path)
-    return path.read_text(encoding="utf-8")
+def _json(path: Path, cap: int = whitelist.MAX_JSON_BYTES, tagged: bool = True):
+    """Un JSON entregado, leído como archivo normal con tope; ``tagged``: escrito con ``_encode``. ``Refused`` si no."""
+    try:
+        value = whitelist.read_json(path, cap=cap, label=path.name)
+        return _decode(value) if tagged else value
+    except (ValueError, RecursionError, TypeError) as error:
+        if isinstance(error, Refused):
+            raise
+        raise Refused(f"{path.name} tiene una forma desconocida") from None
 
 
 def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(2**20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return sha256_regular(path, cap=MAX_FILE_BYTES)

@@ -1,0 +1,144 @@
+"""Paso «recoger» de la corrección: lo que dejó la ejecución, copiado a una carpeta de quien corrige.
+
+Tras la ejecución en la caja, la carpeta de la entrega es del alumno: pudo dejar ahí cualquier cosa
+(enlaces a las soluciones, tuberías que bloquean al que lee, archivos enormes, miles de archivos). Este
+paso saca de ella, archivo a archivo y sin seguir enlaces (``helpers.safe_files``), solo lo que la
+corrección usa:
+
+- ``entregado/<ejercicio>/``: lo entregado por cada ejercicio del cuaderno (según el registro), copiado
+  entero a ``destino/entregado/`` y comprobado contra su manifiesto (SHA-256 de los bytes copiados). Un
+  ejercicio con algo raro (un enlace, una tubería, un archivo o un total demasiado grandes, un manifiesto
+  que no cuadra) no se copia y deja su motivo; los demás siguen.
+- ``ejecutado.ipynb``: la copia ejecutada (para que el profesor vea los ✅/❌), leída como bytes y
+  convertida en cuaderno en memoria; nunca se abre por su ruta con ``nbformat.read``.
+- ``estado.json``: por qué se detuvo la ejecución, si se detuvo (solo da el texto de un motivo).
+
+Después, el juez solo lee ``destino/``, que ninguna entrega puede tocar.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .grading_run import EXECUTED, HANDED_OVER, STATE
+from .safe_files import Budget, Missing, Refused, copy_tree, open_folder, read_regular
+
+MANIFEST = "manifiesto.json"  # el de helpers.checks.handover (sin importarlo: este paso no carga PEFT)
+MAX_STATE_BYTES = 64 * 2**10
+MAX_EXECUTED_BYTES = 200 * 2**20  # el cuaderno entregado (50 MiB como mucho) más sus salidas (con tope)
+MAX_FILE_BYTES = 2 * 2**30
+MAX_FILES = 4096
+
+
+@dataclass
+class Collected:
+    """Lo recogido de una ejecución: el cuaderno ejecutado (o None), la carpeta copiada y los motivos."""
+
+    handed_over: Path
+    executed: Any = None
+    stop: str | None = None  # el motivo con el que se detuvo la ejecución (de estado.json)
+    reasons: list[str] = field(default_factory=list)
+
+
+def collect(folder: Path, target: Path, exercises: list[str], *, total_bytes: int) -> Collected:
+    """Copia de ``folder`` (la carpeta de la ejecución) a ``target`` (nueva, de quien corrige) lo que se juzga."""
+    target.mkdir(mode=0o700)
+    result = Collected(handed_over=target / HANDED_OVER)
+    result.handed_over.mkdir(mode=0o700)
+    folder_fd = open_folder(str(folder), label="la carpeta de la ejecución")
+    try:
+        result.stop = _state(folder_fd, result.reasons)
+        result.executed = _executed(folder_fd, result.reasons)
+        _handed_over(folder_fd, result.handed_over, exercises, total_bytes, result.reasons)
+    finally:
+        os.close(folder_fd)
+    return result
+
+
+def _state(folder_fd: int, reasons: list[str]) -> str | None:
+    try:
+        state = json.loads(read_regular(STATE, dir_fd=folder_fd, cap=MAX_STATE_BYTES).decode("utf-8"))
+    except Missing:
+        return None
+    except Refused as refused:
+        reasons.append(f"{refused}; no se lee")
+        return None
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return None
+    stop = state.get("motivo") if isinstance(state, dict) else None
+    return stop[:300] if isinstance(stop, str) and stop else None
+
+
+def _executed(folder_fd: int, reasons: list[str]):
+    """El cuaderno ejecutado, de sus bytes; None (con motivo si había algo raro) si no hay uno válido."""
+    import nbformat
+
+    try:
+        data = read_regular(EXECUTED, dir_fd=folder_fd, cap=MAX_EXECUTED_BYTES)
+    except Missing:
+        return None
+    except Refused as refused:
+        reasons.append(f"la copia ejecutada no se guarda: {refused}")
+        return None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            nb = nbformat.reads(data.decode("utf-8"), as_version=4)
+            nbformat.validate(nb)
+    except Exception:  # noqa: BLE001 - cualquier rareza: no es un cuaderno que guardar
+        reasons.append(f"la copia ejecutada no se guarda: {EXECUTED} no es un cuaderno válido")
+        return None
+    return nb
+
+
+def _handed_over(folder_fd: int, target: Path, exercises: list[str], total_bytes: int, reasons: list[str]) -> None:
+    try:
+        root_fd = open_folder(HANDED_OVER, dir_fd=folder_fd, label=HANDED_OVER)
+    except Missing:
+        return
+    except Refused as refused:
+        reasons.append(f"no se recoge nada entregado: {refused}")
+        return
+    budget = Budget(file_bytes=MAX_FILE_BYTES, total_bytes=total_bytes, files=MAX_FILES)
+    try:
+        for name in exercises:
+            try:
+                exercise_fd = open_folder(name, dir_fd=root_fd, label=f"{HANDED_OVER}/{name}")
+            except Missing:
+                continue
+            except Refused as refused:
+                reasons.append(f"{name}: no se recoge lo entregado ({refused})")
+                continue
+            try:
+                _exercise(exercise_fd, target / name, budget, f"{HANDED_OVER}/{name}")
+            except Refused as refused:
+                shutil.rmtree(target / name, ignore_errors=True)
+                reasons.append(f"{name}: no se recoge lo entregado ({refused})")
+            finally:
+                os.close(exercise_fd)
+    finally:
+        os.close(root_fd)
+
+
+def _exercise(exercise_fd: int, target: Path, budget: Budget, label: str) -> None:
+    """Copia un ejercicio y comprueba su manifiesto contra los bytes copiados."""
+    digests = copy_tree(exercise_fd, target, budget, label)
+    if MANIFEST not in digests:
+        shutil.rmtree(target)  # sin manifiesto no hay entrega completa: el juez dirá «sin intentar»
+        return
+    try:
+        listed = json.loads((target / MANIFEST).read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise Refused(f"{label}/{MANIFEST} no es un JSON válido") from None
+    copied = {name: digest for name, digest in digests.items() if name != MANIFEST}
+    if not isinstance(listed, dict) or set(listed) != set(copied):
+        raise Refused("los archivos no coinciden con su manifiesto")
+    changed = sorted(name for name, digest in copied.items() if listed[name] != digest)
+    if changed:
+        raise Refused(f"{changed[0]} cambió después de escribirse (no cuadra con el manifiesto)")
