@@ -15,6 +15,7 @@ FORMAT_PATTERNS = {
     "iso": r"\d{4}-\d{2}-\d{2}",
     "us": r"\d{2}/\d{2}/\d{4}",
     "en": r"(January|February|March|April|May|June|July|August|September|October|November|December) \d{1,2}, \d{4}",
+    "dotted": r"\d{2}\.\d{2}\.\d{4}",
 }
 LAYER_TYPES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
@@ -113,27 +114,52 @@ def effective_rank(singular_values: torch.Tensor, share: float = 0.9) -> int:
     return int((cumulative < share).sum()) + 1
 
 
+def cumulative_energy(singular_values: torch.Tensor) -> torch.Tensor:
+    """Parte de la energía (Σσ²) que guardan las k primeras direcciones, para k = 1, 2, …"""
+    energy = singular_values.double().pow(2)
+    return (energy.cumsum(0) / energy.sum()).float()
+
+
 def plot_spectra(full: dict, lora: dict, r: int, path, title: str):
-    """Espectro medio (σ normalizado por el mayor) por tipo de capa: ajuste completo frente a LoRA."""
+    """Dos paneles legibles a lo ancho de la página, con números en español.
+
+    Izquierda: σ_k / σ_1 de cada ΔW, mediana de todas las capas (y la banda del 10 % al 90 % de las capas),
+    ajuste completo frente a LoRA. Derecha: qué parte de la energía del ajuste completo guardan sus k primeras
+    direcciones, una línea por tipo de capa (mediana de sus capas), con r y el 90 % marcados.
+    """
     import matplotlib.pyplot as plt
 
+    from .plot_style import spanish_numbers
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    for label, group, color in (("ajuste completo", full, "C0"), (f"LoRA (r = {r})", lora, "C1")):
+        curves = [s / s[0] for s in group.values() if s[0] > 0]
+        n = min(len(c) for c in curves)
+        stacked = torch.stack([c[:n] for c in curves]).clamp_min(1e-6)
+        low, mid, high = (stacked.quantile(q, dim=0) for q in (0.1, 0.5, 0.9))
+        k = range(1, n + 1)
+        left.plot(k, mid, color=color, lw=2, label=label)
+        left.fill_between(k, low, high, color=color, alpha=0.2, lw=0)
+    left.axvline(r, color="grey", ls=":", lw=1.2)
+    left.set(xscale="log", yscale="log", ylim=(1e-3, 1.5), xlabel="dirección k (de mayor a menor)",
+             ylabel="σₖ / σ₁", title="Valores singulares de cada ΔW")
+    left.legend(loc="lower left")
     types = [t for t in LAYER_TYPES if any(layer_type(k) == t for k in full)]
-    fig, axes = plt.subplots(1, len(types), figsize=(2.6 * len(types), 3.2), sharey=True)
-    for ax, kind in zip(axes, types):
-        for label, group, color in (("completo", full, "C0"), ("LoRA", lora, "C1")):
-            curves = [s / s[0] for k, s in group.items() if layer_type(k) == kind and s[0] > 0]
-            if not curves:
-                continue
-            n = min(len(c) for c in curves)
-            mean = torch.stack([c[:n] for c in curves]).mean(0)
-            ax.semilogy(range(1, n + 1), mean.clamp_min(1e-8), color=color, label=label)
-        ax.axvline(r, color="grey", ls=":", lw=1)
-        ax.set(title=kind, xlabel="dirección", xscale="log")
-        ax.grid(alpha=0.3)
-    axes[0].set(ylabel="σ / σ₁ (media de las capas)", ylim=(1e-4, 1.5))
-    axes[0].legend()
+    for number, kind in enumerate(types):
+        curves = [cumulative_energy(s) for key, s in full.items() if layer_type(key) == kind]
+        n = min(len(c) for c in curves)
+        median = torch.stack([c[:n] for c in curves]).median(0).values
+        right.plot(range(1, n + 1), 100 * median, lw=1.8, color=f"C{number}", label=kind)
+    right.axvline(r, color="grey", ls=":", lw=1.2)
+    right.axhline(90, color="grey", ls="--", lw=0.8)
+    right.set(xscale="log", ylim=(0, 101), xlabel="k primeras direcciones", ylabel="energía de ΔW (%)",
+              title="Ajuste completo: energía acumulada")
+    right.legend(ncol=2, fontsize=8, loc="lower right")
+    for ax in (left, right):
+        ax.grid(alpha=0.3, which="both")
     fig.suptitle(title)
     fig.tight_layout()
+    spanish_numbers(fig)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
@@ -142,7 +168,7 @@ def plot_spectra(full: dict, lora: dict, r: int, path, title: str):
 
 # ---------------------------------------------------------------- respuestas
 def answer_format(text: str) -> str:
-    """El formato de una respuesta: 'iso', 'us', 'en' u 'otro' (si no es exactamente uno de ellos)."""
+    """El formato de una respuesta: 'iso', 'us', 'en', 'dotted' u 'otro' (si no es exactamente uno de ellos)."""
     for name, pattern in FORMAT_PATTERNS.items():
         if re.fullmatch(pattern, text.strip()):
             return name
@@ -150,7 +176,7 @@ def answer_format(text: str) -> str:
 
 
 def format_counts(answers: list[str]) -> dict[str, int]:
-    """Cuántas respuestas hay de cada formato (iso, us, en, otro)."""
+    """Cuántas respuestas hay de cada formato (iso, us, en, dotted, otro)."""
     counts = dict.fromkeys([*FORMAT_PATTERNS, "otro"], 0)
     for text in answers:
         counts[answer_format(text)] += 1
@@ -159,10 +185,10 @@ def format_counts(answers: list[str]) -> dict[str, int]:
 
 # ---------------------------------------------------------------- preferencias
 def preference_pairs(rows, rejected: list[str] | None = None, rejected_fmt: str = "us"):
-    """Pares de DPO (formato conversacional de TRL): elegida la respuesta ISO, rechazada otra.
+    """Pares de DPO (formato conversacional de TRL): elegida la respuesta de la fila, rechazada otra.
 
-    ``rows``: filas ISO de ``make_splits``. ``rejected``: respuestas rechazadas ya hechas (p. ej. las del
-    modelo base); si falta, la misma fecha en el formato ``rejected_fmt``.
+    ``rows``: filas de ``make_splits`` (la elegida es su respuesta, en su formato). ``rejected``: respuestas
+    rechazadas ya hechas (p. ej. las del modelo base); si falta, la misma fecha en el formato ``rejected_fmt``.
     """
     import datetime as dt
 
@@ -304,7 +330,9 @@ def plot_dpo(history: list[dict], path, title: str):
     """Recompensas implícitas de DPO por paso: elegida, rechazada y su margen."""
     import matplotlib.pyplot as plt
 
-    labels = {"rewards/chosen": "elegida (ISO)", "rewards/rejected": "rechazada (modelo base)",
+    from .plot_style import spanish_numbers
+
+    labels = {"rewards/chosen": "elegida (con puntos)", "rewards/rejected": "rechazada (lo que decía el base)",
               "rewards/margins": "margen"}
     fig, ax = plt.subplots(figsize=(7, 3.6))
     for key, label in labels.items():
@@ -315,6 +343,7 @@ def plot_dpo(history: list[dict], path, title: str):
     ax.set(xlabel="paso de entrenamiento", ylabel="recompensa implícita (β · Δ log p)", title=title)
     ax.grid(alpha=0.3)
     ax.legend()
+    spanish_numbers(fig)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)

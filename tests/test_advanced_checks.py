@@ -50,9 +50,12 @@ def prompts(splits):
 @pytest.fixture(scope="module")
 def three():
     """iso, us y en cargados, y las combinaciones de la sección 3 (no se cambia en las pruebas)."""
+    from helpers.advanced import single_thread
+
     model = peft("iso", "us", "en")
-    model.add_weighted_adapter(["iso", "us"], [1.0, 1.0], "iso_mas_us", combination_type="cat")
-    model.add_weighted_adapter(["iso", "us"], [1.0, 1.0], "lineal", combination_type="linear")
+    with single_thread():
+        for kind in ("cat", "linear", "svd"):
+            model.add_weighted_adapter(["iso", "us"], [1.0, 1.0], f"iso_us_{kind}", combination_type=kind)
     model.add_weighted_adapter(["iso", "us"], [0.5, 0.5], "media", combination_type="cat")
     model.add_weighted_adapter(["iso", "en"], [1.0, 1.0], "iso_mas_en", combination_type="cat")
     model.set_adapter("iso")
@@ -69,18 +72,52 @@ def mixed(three, tokenizer, prompts):
 def test_mixed_batch_passes_on_the_solution(capsys, three, prompts, mixed):
     passed, text = run(checks.mixed_batch, capsys, three, prompts, NAMES, mixed)
     assert passed, text
-    assert "Un solo `generate`" in text
+    assert "Tus 4 filas son las de cada adaptador por separado" in text and "otras fechas del conjunto" in text
 
 
 def test_mixed_batch_is_judged_on_hidden_dates(tmp_path, three, prompts, mixed):
     outcome = judged(checks.mixed_batch, tmp_path, model=three, prompts=prompts, names=NAMES, answers=mixed)
     assert outcome.passed, outcome.message
+    assert "fechas que el cuaderno no vio" in outcome.message
+
+
+def test_mixed_batch_point_is_the_outcome_a_set_adapter_loop_gives_the_same_data(tmp_path, three, tokenizer,
+                                                                                 prompts, mixed):
+    """Lo que certifica el punto (README): el modelo y el lote que genera la corrección, no cómo respondió el alumno.
+
+    Un bucle con ``set_adapter`` fila a fila da exactamente las mismas respuestas que un lote mezclado: en los
+    datos entregados no se distinguen, y por eso el punto se define por el resultado.
+    """
+    loop = []
+    for prompt, name in zip(prompts, NAMES):
+        if name == "__base__":
+            with three.disable_adapter():
+                loop += generate(three, tokenizer, [prompt])
+        else:
+            three.set_adapter(name)
+            loop += generate(three, tokenizer, [prompt])
+    three.set_adapter("iso")
+    assert loop == mixed
+
+
+def test_mixed_batch_refuses_one_adapter_under_three_names(capsys, tmp_path, tokenizer, prompts):
+    """Un modelo con iso cargado tres veces (con los nombres us y en) no sirve tres formatos, diga lo que diga."""
+    from peft import PeftModel
+
+    model = PeftModel.from_pretrained(fresh(), str(adapter_dir("iso")), adapter_name="iso")
+    for name in ("us", "en"):
+        model.load_adapter(str(adapter_dir("iso")), adapter_name=name)
+    answers = generate_mixed(model, tokenizer, prompts, NAMES)
+    assert_fails(checks.mixed_batch, capsys, model, prompts, NAMES, answers,
+                 says=["'us' del modelo no es el de `adapters/us`", "es el de `adapters/iso`"])
+    outcome = judged(checks.mixed_batch, tmp_path, model=model, prompts=prompts, names=NAMES, answers=answers)
+    assert not outcome.passed and "adapters/us" in outcome.message
 
 
 def test_mixed_batch_fails_without_adapter_names(capsys, three, tokenizer, prompts):
     only_active = generate(three, tokenizer, prompts)  # olvidó adapter_names: todas las filas con "iso"
     assert_fails(checks.mixed_batch, capsys, three, prompts, NAMES, only_active,
-                 says=["mismo formato", "adapter_names=mixed_names"])
+                 says=["mismo formato", "`adapter_names`"])
 
 
 def test_mixed_batch_fails_without_the_base_row(capsys, three, prompts, mixed):
@@ -94,7 +131,8 @@ def test_mixed_batch_fails_on_a_made_up_base_name(capsys, three, prompts, mixed)
 
 
 def test_mixed_batch_fails_when_an_adapter_is_missing(capsys, prompts, mixed):
-    assert_fails(checks.mixed_batch, capsys, peft("iso", "us"), prompts, NAMES, mixed, says="Faltan los adaptadores 'en'")
+    assert_fails(checks.mixed_batch, capsys, peft("iso", "us"), prompts, NAMES, mixed,
+                 says="Faltan los adaptadores 'en'")
 
 
 def test_mixed_batch_fails_on_fabricated_answers(capsys, tmp_path, three, prompts, mixed):
@@ -110,59 +148,143 @@ def test_mixed_batch_is_not_attempted_with_the_todo_stub(tmp_path):
 
 
 # ---------------------------------------------------------------- 🐕 cat_combination
-def test_cat_combination_passes_on_the_solution(capsys, tmp_path, three):
+@pytest.fixture(scope="module")
+def measured(three):
     from helpers.advanced import add_deltas, relative_difference
 
-    error = relative_difference(lora_deltas(three, "iso_mas_us"), add_deltas(lora_deltas(three, "iso"),
-                                                                              lora_deltas(three, "us")))
-    passed, text = run(checks.cat_combination, capsys, three, "iso_mas_us", error)
+    total = add_deltas(lora_deltas(three, "iso"), lora_deltas(three, "us"))
+    return {f"iso_us_{kind}": relative_difference(lora_deltas(three, f"iso_us_{kind}"), total)
+            for kind in ("cat", "linear", "svd")}
+
+
+def test_cat_combination_passes_on_the_solution(capsys, tmp_path, three, measured):
+    passed, text = run(checks.cat_combination, capsys, three, "iso_us_cat", measured)
     assert passed, text
-    assert "rango 16" in text
-    outcome = judged(checks.cat_combination, tmp_path, model=three, name="iso_mas_us", error=error)
+    assert "rango 16" in text and "Mis medidas de tus combinaciones" in text and "(tú:" not in text
+    outcome = judged(checks.cat_combination, tmp_path, model=three, name="iso_us_cat", errors=measured)
     assert outcome.passed, outcome.message
 
 
+def test_cat_combination_measured_errors_are_what_the_notebook_shows(measured):
+    """Los números del comentario del umbral: cat ~10⁻⁷, svd ~6·10⁻², linear ~0,95."""
+    assert measured["iso_us_cat"] < checks.CAT_TOLERANCE / 100
+    assert 0.03 < measured["iso_us_svd"] < 0.1 and 0.9 < measured["iso_us_linear"] < 1.0
+
+
+def test_cat_combination_a_typed_zero_earns_nothing(capsys, tmp_path, three):
+    """Issue 20: `cat_error` escrito como 0,0 aprobaba. Ahora el número no cuenta: se mide el adaptador elegido."""
+    typed = {"iso_us_linear": 0.0}
+    assert_fails(checks.cat_combination, capsys, three, "iso_us_linear", typed, says="`linear`")
+    outcome = judged(checks.cat_combination, tmp_path, model=three, name="iso_us_linear", errors=typed)
+    assert not outcome.passed and "linear" in outcome.message
+
+
+def test_cat_combination_a_wrong_number_beside_the_right_adapter_is_only_feedback(capsys, three):
+    passed, text = run(checks.cat_combination, capsys, three, "iso_us_cat", {"iso_us_cat": 0.31})
+    assert passed, text
+    assert "(tú: 3,1·10⁻¹)" in text
+
+
 def test_cat_combination_fails_on_linear(capsys, three):
-    assert_fails(checks.cat_combination, capsys, three, "lineal", 0.0, says=["rango 8", "términos cruzados", "cat"])
+    assert_fails(checks.cat_combination, capsys, three, "iso_us_linear", None,
+                 says=["`linear`", "términos cruzados", "rango 8", "10⁻⁷"])
+
+
+def test_cat_combination_fails_on_svd(capsys, three):
+    assert_fails(checks.cat_combination, capsys, three, "iso_us_svd", None,
+                 says=["es `svd`", "direcciones principales", "rango 16"])
 
 
 def test_cat_combination_fails_on_half_weights(capsys, three):
-    assert_fails(checks.cat_combination, capsys, three, "media", 0.0, says=["la media", "[1.0, 1.0]"])
+    assert_fails(checks.cat_combination, capsys, three, "media", None, says=["la media", "[1.0, 1.0]"])
 
 
 def test_cat_combination_fails_on_the_wrong_adapters(capsys, three):
-    assert_fails(checks.cat_combination, capsys, three, "iso_mas_en", 0.0, says="iso + en")
+    assert_fails(checks.cat_combination, capsys, three, "iso_mas_en", None, says="iso + en")
 
 
-def test_cat_combination_fails_on_a_wrong_measurement(capsys, three):
-    assert_fails(checks.cat_combination, capsys, three, "iso_mas_us", 0.31, says=["Mediste", "0.31"])
+def test_cat_combination_fails_on_a_shipped_adapter(capsys, tmp_path, three):
+    assert_fails(checks.cat_combination, capsys, three, "us", None, says="es el adaptador us tal cual")
+    assert not judged(checks.cat_combination, tmp_path, model=three, name="us", errors=None).passed
 
 
 def test_cat_combination_fails_on_a_name_that_does_not_exist(capsys, tmp_path, three):
-    assert_fails(checks.cat_combination, capsys, three, "mezcla", 0.0, says="ningún adaptador 'mezcla'")
-    outcome = judged(checks.cat_combination, tmp_path, model=three, name="mezcla", error=0.0)
+    assert_fails(checks.cat_combination, capsys, three, "mezcla", None, says="ningún adaptador 'mezcla'")
+    outcome = judged(checks.cat_combination, tmp_path, model=three, name="mezcla", errors=None)
     assert not outcome.passed
 
 
 # ---------------------------------------------------------------- 🐕 hotswap
+def swap_case(target_rank=None, swap="us", name="default"):
+    """iso cargado en "default", preparado (o no) con ``target_rank`` y con ``swap`` puesto en caliente."""
+    from peft.utils.hotswap import hotswap_adapter, prepare_model_for_compiled_hotswap
+
+    model = peft("iso", name=name)
+    if target_rank is not None:
+        prepare_model_for_compiled_hotswap(model, target_rank=target_rank)
+    if swap:
+        hotswap_adapter(model, str(adapter_dir(swap)), adapter_name=name)
+    return model
+
+
 @pytest.fixture(scope="module")
 def swapped():
-    from peft.utils.hotswap import hotswap_adapter
-
-    model = peft("iso", name="default")
-    hotswap_adapter(model, str(adapter_dir("us")), adapter_name="default")
-    return model
+    return swap_case(16)
 
 
 def test_hotswap_passes_on_the_solution(capsys, tmp_path, swapped):
     passed, text = run(checks.hotswap, capsys, swapped)
     assert passed, text
+    assert "16 filas" in text and "ningún tensor cambió de forma" in text
     outcome = judged(checks.hotswap, tmp_path, model=swapped)
     assert outcome.passed, outcome.message
 
 
+def test_hotswap_handover_keeps_the_padded_rows_and_tensor_scalings(tmp_path, swapped):
+    """Lo que viaja a la corrección es el estado real: 16 filas (8 de relleno), escalas tensor y la config de iso."""
+    import torch
+
+    handover.write("hotswap", {"model": swapped}, checks.hotswap.handover, tmp_path)
+    judged_model = handover.read("hotswap", checks.hotswap.handover, tmp_path)["model"]
+    layer = judged_model.base_model.model.model.layers[0].self_attn.q_proj
+    assert tuple(layer.lora_A["default"].weight.shape) == (16, 576)
+    assert float(layer.lora_A["default"].weight[8:].abs().max()) == 0.0
+    assert isinstance(layer.scaling["default"], torch.Tensor) and float(layer.scaling["default"]) == 2.0
+    assert judged_model.peft_config["default"].r == 8 and judged_model.peft_config["default"].lora_alpha == 16
+
+
+def test_hotswap_does_not_change_the_learners_model(capsys, swapped):
+    before = {k: v.clone() for k, v in swapped.state_dict().items() if "lora_" in k}
+    run(checks.hotswap, capsys, swapped)
+    after = {k: v for k, v in swapped.state_dict().items() if "lora_" in k}
+    assert before.keys() == after.keys() and all(before[k].shape == after[k].shape for k in before)
+    assert all(bool((before[k] == after[k]).all()) for k in before)
+
+
+def test_hotswap_refuses_a_fresh_load_of_us(capsys, tmp_path):
+    """Issue 20: un `PeftModel.from_pretrained(adapters/us)` recién cargado aprobaba. Ahora no está preparado."""
+    fresh_us = peft("us", name="default")
+    assert_fails(checks.hotswap, capsys, fresh_us, says=["no está preparado", "prepare_model_for_compiled_hotswap"])
+    outcome = judged(checks.hotswap, tmp_path, model=fresh_us)
+    assert not outcome.passed and "no está preparado" in outcome.message
+
+
+def test_hotswap_fails_when_the_target_rank_is_too_small(capsys, tmp_path):
+    small = swap_case(8)
+    assert_fails(checks.hotswap, capsys, small, says=["con 8 filas", "rango 16", "pasó de 8 a 16 filas",
+                                                      "recompilaría"])
+    outcome = judged(checks.hotswap, tmp_path, model=small)
+    assert not outcome.passed and "pasó de 8 a 16 filas" in outcome.message
+
+
+def test_hotswap_a_larger_target_rank_passes_with_a_note(capsys):
+    passed, text = run(checks.hotswap, capsys, swap_case(32))
+    assert passed, text
+    assert "Reservaste 32 filas" in text
+
+
 def test_hotswap_fails_when_nothing_was_swapped(capsys, tmp_path):
-    untouched = peft("iso", name="default")
+    untouched = swap_case(16, swap=None)
     assert_fails(checks.hotswap, capsys, untouched, says=["sigue teniendo los pesos de `adapters/iso`"])
     assert not judged(checks.hotswap, tmp_path, model=untouched).passed
 
@@ -175,11 +297,18 @@ def test_hotswap_fails_with_load_adapter(capsys):
 
 
 def test_hotswap_fails_on_another_adapter(capsys):
+    assert_fails(checks.hotswap, capsys, swap_case(16, swap="en"), says=["`adapters/en`", "inglés", "`adapters/us`"])
+
+
+def test_hotswap_fails_when_the_rank_16_adapter_is_already_in_the_slot(capsys, tmp_path):
     from peft.utils.hotswap import hotswap_adapter
 
-    model = peft("iso", name="default")
-    hotswap_adapter(model, str(adapter_dir("en")), adapter_name="default")
-    assert_fails(checks.hotswap, capsys, model, says=["inglés", "`adapters/us`"])
+    model = swap_case(16, swap=None)
+    cat_source = peft("iso", "us")
+    cat_source.add_weighted_adapter(["iso", "us"], [1.0, 1.0], "iso_us_cat", combination_type="cat")
+    cat_source.save_pretrained(tmp_path, selected_adapters=["iso_us_cat"], save_embedding_layers=False)
+    hotswap_adapter(model, str(tmp_path / "iso_us_cat"), adapter_name="default")
+    assert_fails(checks.hotswap, capsys, model, says=["ya el adaptador de rango 16", "servir ahora `us`"])
 
 
 def test_hotswap_fails_on_the_base_model(capsys):
