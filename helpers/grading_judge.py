@@ -54,7 +54,7 @@ class JudgeLimits:
     timeout: float = 900.0
     memory_bytes: int = 8 * 2**30
     max_processes: int = 64
-    output_bytes: int = 1 << 20
+    output_bytes: int = 8 << 20  # sus avisos y errores (los veredictos van aparte)
     disk_bytes: int = 4 * 2**30
 
 
@@ -111,7 +111,7 @@ def read_verdicts(path: Path, notebook: str) -> dict[str, dict]:
 
 def _last_line(log: Path) -> str:
     try:
-        text = read_regular(log, cap=1 << 20).decode("utf-8", errors="replace")
+        text = read_regular(log, cap=64 << 20).decode("utf-8", errors="replace")
     except Refused:
         return ""
     lines = [line for line in text.splitlines() if line.strip()]

@@ -74,14 +74,14 @@ def open_regular(name, *, dir_fd: int | None = None, cap: int, label: str | None
     return fd, info.st_size
 
 
-def _refusal(label: str, error: OSError, name, dir_fd) -> Refused:
+def _refusal(label: str, error: OSError, name, dir_fd, wanted: str = "un archivo normal") -> Refused:
     if error.errno == errno.ENOENT:
         return Missing(f"no encuentro {label}")
     try:  # qué es en realidad, sin seguirlo (ELOOP: un enlace; ENXIO: un socket; ENOTDIR: no es carpeta...)
         what = kind(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode)
     except OSError:
         return Refused(f"no puedo abrir {label} ({error.strerror or error})")
-    return Refused(f"{label} es {what}, no {'una carpeta' if error.errno == errno.ENOTDIR else 'un archivo normal'}")
+    return Refused(f"{label} es {what}, no {wanted}")
 
 
 def read_regular(name, *, dir_fd: int | None = None, cap: int, label: str | None = None) -> bytes:
@@ -138,7 +138,7 @@ def open_folder(name, *, dir_fd: int | None = None, label: str | None = None) ->
     try:
         return os.open(name, DIR_FLAGS, dir_fd=dir_fd)
     except OSError as error:
-        raise _refusal(label or str(name), error, name, dir_fd) from None
+        raise _refusal(label or str(name), error, name, dir_fd, "una carpeta") from None
 
 
 def copy_tree(dir_fd: int, target: Path, budget: Budget, label: str, depth: int = 0) -> dict[str, str]:

@@ -145,6 +145,10 @@ def test_collect_parses_the_executed_notebook_from_its_bytes(tmp_path):
     result = collect(run, tmp_path / "otra", [], total_bytes=1 << 20)
     assert result.executed is None
     assert result.reasons == ["la copia ejecutada no se guarda: ejecutado.ipynb no es un cuaderno válido"]
+    (run / "entregado").symlink_to(COURSE_ROOT / "adapters")
+    result = collect(run, tmp_path / "tercera", ["iso"], total_bytes=1 << 20)
+    assert result.reasons[-1] == "no se recoge nada entregado: entregado es un enlace simbólico, no una carpeta"
+    assert list(result.handed_over.iterdir()) == []
 
 
 # --- la lista blanca de configuraciones ----------------------------------------------------------------
