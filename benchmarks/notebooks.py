@@ -20,8 +20,8 @@ import nbformat
 
 from helpers.checks.registry import NOTEBOOKS
 from helpers.exercise_notebooks import SOLUTIONS_DIR, without_outputs
-from helpers.grading import judge
 from helpers.grading_run import HANDED_OVER, execute
+from helpers.judge import judge  # en este proceso: las soluciones son de confianza
 from helpers.paths import output_dir
 
 TIMEOUT_S, MAX_OUTPUT = 3600, 64 * 2**20
