@@ -329,6 +329,7 @@ class SectionClock:
 def plot_dpo(history: list[dict], path, title: str):
     """Recompensas implícitas de DPO por paso: elegida, rechazada y su margen."""
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     from .plot_style import spanish_numbers
 
@@ -340,6 +341,7 @@ def plot_dpo(history: list[dict], path, title: str):
         ax.plot(steps, [e[key] for e in history if key in e], marker="o", ms=3, label=label,
                 lw=2.4 if key == "rewards/margins" else 1.4)
     ax.axhline(0, color="grey", lw=0.8)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set(xlabel="paso de entrenamiento", ylabel="recompensa implícita (β · Δ log p)", title=title)
     ax.grid(alpha=0.3)
     ax.legend()

@@ -72,7 +72,7 @@ def mixed(three, tokenizer, prompts):
 def test_mixed_batch_passes_on_the_solution(capsys, three, prompts, mixed):
     passed, text = run(checks.mixed_batch, capsys, three, prompts, NAMES, mixed)
     assert passed, text
-    assert "Tus 4 filas son las de cada adaptador por separado" in text and "otras fechas del conjunto" in text
+    assert "Tus 4 filas son las de cada adaptador por separado" in text and "otras 16 fechas del conjunto" in text
 
 
 def test_mixed_batch_is_judged_on_hidden_dates(tmp_path, three, prompts, mixed):
@@ -316,70 +316,143 @@ def test_hotswap_fails_on_the_base_model(capsys):
 
 
 # ---------------------------------------------------------------- 🦁 dpo_trainer
-DPO_STEPS, DPO_BATCH, DPO_LR = 8, 4, 1e-3
+DPO_BATCH, DPO_LR, DPO_STEPS = 4, 1e-3, 4  # lo más barato que pasa con holgura (margen ~3 tras 4 pasos)
 
 
-def dpo(splits, tokenizer, tmp_dir, lr=DPO_LR, steps=DPO_STEPS, ref_model=None, train=True):
+@pytest.fixture(scope="module")
+def dpo_pairs(tokenizer):
+    """Pares con la fecha con puntos como elegida y lo que dice el modelo base como rechazada."""
+    from helpers.data import TRAINED_FORMAT, make_splits
+
+    rows = make_splits(TRAINED_FORMAT)["train"].select(range(DPO_STEPS * DPO_BATCH))
+    return preference_pairs(rows, rejected=generate(fresh(), tokenizer, [r["prompt"] for r in rows]))
+
+
+def dpo(pairs, tokenizer, tmp_dir, lr=DPO_LR, steps=DPO_STEPS, ref_model=None, train=True):
     from peft import LoraConfig
-    from transformers import set_seed
+    from transformers import PrinterCallback, set_seed
     from trl import DPOConfig, DPOTrainer
 
+    from helpers.advanced import quiet_trl_deprecations
     from helpers.training import sft_device_args
 
+    quiet_trl_deprecations()
     set_seed(0)
-    rows = splits["train"].select(range(DPO_STEPS * DPO_BATCH))
-    base = fresh()
-    pairs = preference_pairs(rows, rejected=generate(base, tokenizer, [r["prompt"] for r in rows]))
     trainer = DPOTrainer(
-        model=base, ref_model=ref_model, train_dataset=pairs, processing_class=tokenizer,
+        model=fresh(), ref_model=ref_model, train_dataset=pairs, processing_class=tokenizer,
         args=DPOConfig(output_dir=str(tmp_dir), max_steps=steps, per_device_train_batch_size=DPO_BATCH,
                        learning_rate=lr, lr_scheduler_type="constant", logging_steps=1, save_strategy="no",
                        seed=0, disable_tqdm=True, **sft_device_args("cpu")),
         peft_config=LoraConfig(r=8, lora_alpha=16, target_modules="all-linear", task_type="CAUSAL_LM"))
+    trainer.remove_callback(PrinterCallback)
     if train:
         trainer.train()
     return trainer
 
 
+def dpo_history(steps=12, lr=3e-4, margins=None):
+    """Un historial como el de un DPOTrainer con ``logging_steps=1`` (para falsificaciones)."""
+    margins = margins or [0.3 * i for i in range(steps)]
+    return [{"step": i + 1, "learning_rate": lr, "rewards/margins": m, "loss": 0.5} for i, m in enumerate(margins)]
+
+
+def fake_trainer(model, history, steps, ref_model=None):
+    """Lo que podría pasar quien no entrena: un objeto con la forma de un trainer (el handover lo acepta)."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(model=model, args=SimpleNamespace(), ref_model=ref_model, optimizer_steps=steps,
+                           state=SimpleNamespace(global_step=steps, log_history=history))
+
+
 @pytest.fixture(scope="module")
-def dpo_trained(splits, tokenizer, tmp_path_factory):
-    return dpo(splits, tokenizer, tmp_path_factory.mktemp("dpo"))
+def dpo_trained(dpo_pairs, tokenizer, tmp_path_factory):
+    return dpo(dpo_pairs, tokenizer, tmp_path_factory.mktemp("dpo"))
 
 
 @pytest.mark.slow
 def test_dpo_trainer_passes_on_the_solution(capsys, tmp_path, dpo_trained):
     passed, text = run(checks.dpo_trainer, capsys, dpo_trained)
     assert passed, text
-    outcome = judged(checks.dpo_trainer, tmp_path, trainer=dpo_trained)
+    assert "prefiere la fecha con puntos" in text and "subir el margen no es lo mismo que responder bien" in text
+    # lo que se pidió en DPOConfig no cuenta: con otros args escritos, la corrección ve los mismos pasos y tasas
+    dpo_trained.args.max_steps, dpo_trained.args.learning_rate = 1, 1e-9
+    try:
+        outcome = judged(checks.dpo_trainer, tmp_path, trainer=dpo_trained)
+    finally:
+        dpo_trained.args.max_steps, dpo_trained.args.learning_rate = DPO_STEPS, DPO_LR
     assert outcome.passed, outcome.message
+    assert "fechas que el cuaderno no vio" in outcome.message and f"{DPO_STEPS} pasos" in outcome.message
 
 
 @pytest.mark.slow
-def test_dpo_trainer_fails_with_the_default_learning_rate(capsys, tmp_path, splits, tokenizer):
-    slow = dpo(splits, tokenizer, tmp_path / "lento", lr=1e-6, steps=2)
-    assert_fails(checks.dpo_trainer, capsys, slow, says=["Casi no cambió nada", "DPO_LR"])
-    assert not judged(checks.dpo_trainer, tmp_path / "entrega", trainer=slow).passed
+def test_dpo_trainer_fails_with_the_default_learning_rate(capsys, tmp_path, dpo_pairs, tokenizer):
+    slow = dpo(dpo_pairs, tokenizer, tmp_path / "lento", lr=1e-6, steps=2)
+    outcome = judged(checks.dpo_trainer, tmp_path / "entrega", trainer=slow)  # el mensaje, por el camino del juez
+    assert not outcome.passed
+    for fragment in ("Casi no cambió nada", "Tu tasa fue 1,0·10⁻⁶", "por defecto"):
+        assert fragment in outcome.message, outcome.message
 
 
 @pytest.mark.slow
-def test_dpo_trainer_fails_with_an_explicit_reference(capsys, tmp_path, splits, tokenizer):
-    with_copy = dpo(splits, tokenizer, tmp_path, ref_model=fresh(), train=False)
+def test_dpo_trainer_fails_with_chosen_and_rejected_swapped(capsys, tmp_path, dpo_pairs, tokenizer):
+    swapped = dpo_pairs.map(lambda p: {"chosen": p["rejected"], "rejected": p["chosen"]})
+    backwards = dpo(swapped, tokenizer, tmp_path, steps=3)
+    assert_fails(checks.dpo_trainer, capsys, backwards, says=["prefiere ahora lo que decía el base",
+                                                              "cambiaste `chosen` y `rejected`"])
+
+
+@pytest.mark.slow
+def test_dpo_trainer_with_an_explicit_reference_is_refused_in_grading(capsys, tmp_path, dpo_pairs, tokenizer):
+    """Issue 20: la prueba de `ref_model` no llegaba a la corrección. Ahora el trainer reconstruido lo trae."""
+    with_copy = dpo(dpo_pairs, tokenizer, tmp_path / "salida", ref_model=fresh(), train=False)
     assert_fails(checks.dpo_trainer, capsys, with_copy, says=["ref_model", "segunda copia"])
+    outcome = judged(checks.dpo_trainer, tmp_path / "entrega", trainer=with_copy)
+    assert not outcome.passed and "segunda copia" in outcome.message
 
 
 @pytest.mark.slow
-def test_dpo_trainer_fails_before_training(capsys, tmp_path, splits, tokenizer):
-    untrained = dpo(splits, tokenizer, tmp_path, train=False)
+def test_dpo_trainer_fails_before_training(capsys, tmp_path, dpo_pairs, tokenizer):
+    untrained = dpo(dpo_pairs, tokenizer, tmp_path, train=False)
     assert_fails(checks.dpo_trainer, capsys, untrained, says=["rewards/margins", "train()"])
 
 
-def test_dpo_trainer_fails_on_a_fabricated_history(capsys, tmp_path):
-    from types import SimpleNamespace
+@pytest.mark.slow
+def test_dpo_trainer_refuses_more_steps_than_the_budget(capsys, tmp_path, dpo_trained):
+    over = fake_trainer(dpo_trained.model, dpo_trained.state.log_history, checks.DPO_MAX_STEPS + 8)
+    outcome = judged(checks.dpo_trainer, tmp_path, trainer=over)
+    assert not outcome.passed and f"el presupuesto es {checks.DPO_MAX_STEPS}" in outcome.message
 
-    fake = SimpleNamespace(model=fresh(), args=None,
-                           state=SimpleNamespace(global_step=8, log_history=[{"rewards/margins": 0.0, "step": 1},
-                                                                            {"rewards/margins": 5.0, "step": 8}]))
-    assert_fails(checks.dpo_trainer, capsys, fake, says="no es un PeftModel")
+
+@pytest.mark.slow
+def test_dpo_trainer_refuses_an_adapter_that_moved_more_than_its_history_allows(capsys, tmp_path, dpo_trained):
+    """Un historial inventado (tasas 100 veces menores) junto a pesos entrenados de verdad: no cuadra."""
+    history = [{**e, "learning_rate": e["learning_rate"] / 100} if "learning_rate" in e else e
+               for e in dpo_trained.state.log_history]
+    outcome = judged(checks.dpo_trainer, tmp_path, trainer=fake_trainer(dpo_trained.model, history, DPO_STEPS))
+    assert not outcome.passed and "se movieron" in outcome.message
+
+
+def test_dpo_trainer_refuses_a_shipped_adapter_with_a_made_up_history(capsys, tmp_path):
+    """Issue 20: un adaptador publicado (iso con B ×1,01) con un historial de DPO inventado aprobaba.
+
+    Sin esta comprobación pasaría: los adaptadores publicados dan márgenes de 5 a 13 con la fecha con puntos
+    frente a lo que dice el base (medido), porque hunden la respuesta del base.
+    """
+    import torch
+
+    model = peft("iso", name="default")
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "lora_B" in name:
+                param.mul_(1.01)
+    fake = fake_trainer(model, dpo_history(), 12)
+    assert_fails(checks.dpo_trainer, capsys, fake, says=["se parece al de `adapters/iso`", "similitud 1,00"])
+    outcome = judged(checks.dpo_trainer, tmp_path, trainer=fake)
+    assert not outcome.passed and "adapters/iso" in outcome.message
+
+
+def test_dpo_trainer_fails_on_a_base_model(capsys):
+    assert_fails(checks.dpo_trainer, capsys, fake_trainer(fresh(), dpo_history(), 12), says="no es un PeftModel")
 
 
 def test_dpo_trainer_rejects_an_sft_style_history(capsys):
@@ -387,6 +460,10 @@ def test_dpo_trainer_rejects_an_sft_style_history(capsys):
 
     sft_like = SimpleNamespace(model=peft("iso"), state=SimpleNamespace(global_step=4, log_history=[{"loss": 1.0}]))
     assert_fails(checks.dpo_trainer, capsys, sft_like, says=["rewards/margins", "SFTTrainer"])
+
+
+def test_dpo_trainer_is_not_attempted_with_the_todo_stub(tmp_path):
+    assert judged(checks.dpo_trainer, tmp_path, trainer=None).status == "sin intentar"
 
 
 def test_every_advanced_exercise_is_registered():

@@ -43,16 +43,27 @@ SWAP_RANK = 16
 # cargar y copiar pesos en float32 no deja error; el adaptador más cercano de los otros está a 0,9 o más).
 SAME_DELTA = CAT_TOLERANCE
 
-# DPO: qué se mide y con qué presupuesto
+# DPO: qué se mide y con qué presupuesto. Medido con la fecha con puntos como elegida y lo que dice el base
+# como rechazada, 12 pasos de 4 pares, tasa constante, margen medio en 5 × 8 fechas ocultas (β = 0,1), CPU
+# de 2 núcleos compartida: tasa 1e-6 (la de DPOConfig) 0,014–0,015; 1e-4 1,49–1,57; 3e-4 3,9–4,3; 1e-3 10,8–12,1.
+# Los adaptadores publicados, sin entrenar nada: iso 5,2–5,7; en 7,7–9,5; us 11,6–13,0 (hunden la respuesta del
+# base); por eso se rechazan por su ΔW, no por el margen.
 DPO_ROWS = 8  # pares (fechas ocultas) con los que se mide el margen
 DPO_BETA = 0.1  # β con el que se mide el margen (el de DPOConfig por defecto)
 DPO_MAX_STEPS = 12  # presupuesto: pasos del optimizador (lotes de DPO_BATCH pares)
 DPO_DEFAULT_LR = 1e-6  # la tasa por defecto de DPOConfig
 DPO_SLOW_LR = 1e-5  # una tasa máxima registrada hasta aquí es «la de por defecto o parecida»
-DPO_MIN_MARGIN = 0.5  # margen medio que pide la comprobación (ver _DPO_MEASURED)
-DPO_MAX_SHIPPED_SIMILARITY = 0.5  # |cos| de ΔW con un adaptador de adapters/ por encima: es ese adaptador
-DPO_MAX_UPDATE_RATIO = 2.0  # max|B| / Σ tasas: por encima, los pesos se movieron más de lo que el historial permite
-_DPO_MEASURED = """(pendiente de medir)"""
+# Margen medio mínimo: ×33 por encima de la tasa por defecto con todo el presupuesto (0,015) y ×3 por debajo
+# de 1e-4 (1,5), la menor tasa razonable medida.
+DPO_MIN_MARGIN = 0.5
+# |cos| entre el ΔW del adaptador y el de un adaptador publicado. Medido: DPO entrenado de verdad 0,015–0,03 con
+# cualquier tasa; los publicados entre sí 0,16–0,19; un publicado ×1,01, rellenado a r=32 o recortado a r=2,
+# 0,98–1,0. Umbral: ×17 por encima de lo entrenado, lejos de las copias.
+DPO_MAX_SHIPPED_SIMILARITY = 0.5
+# max|B| / Σ tasas (B empieza en cero y Adam mueve cada peso como mucho ~una tasa por paso). Medido en DPO de 12
+# pasos: 0,89 (1e-3), 0,99 (3e-4), 1,02 (1e-4 y 1e-6). Un historial con tasas 100 veces menores que las reales
+# da ~90.
+DPO_MAX_UPDATE_RATIO = 2.0
 
 
 def _type_name(obj) -> str:
@@ -196,8 +207,9 @@ def mixed_batch(model, prompts, names, answers, examples=None):
     needed = math.ceil(0.75 * total)
     expect(right >= needed, f"En un lote mezclado con otras fechas, cada adaptador en su fila acierta solo "
                             f"{right}/{total}: ¿son los adaptadores de `adapters/`, sin cambiar?")
-    where = "fechas que el cuaderno no vio" if examples.is_hidden else "otras fechas del conjunto de prueba"
-    return (f"Tus {len(names)} filas son las de cada adaptador por separado. Con {len(probe_names)} {where}, en un "
+    where = (f"{len(probe_names)} fechas que el cuaderno no vio" if examples.is_hidden
+             else f"otras {len(probe_names)} fechas del conjunto de prueba")
+    return (f"Tus {len(names)} filas son las de cada adaptador por separado. Con {where}, en un "
             f"solo lote mezclado: {right}/{total} aciertos en el formato de su adaptador, y las filas "
             f"\"{BASE}\" responden como el modelo base ({base_in_format} de {PROBE_ROWS} en algún formato).")
 
@@ -459,8 +471,9 @@ def hotswap(model, examples=None):
                                     "formato EE. UU.: ¿está activo el adaptador?")
     spare = (f" Reservaste {rows} filas: caben, aunque con {SWAP_RANK} bastaba (cada paso multiplica también las "
              "filas de ceros)." if rows > SWAP_RANK else "")
+    where = "fechas que el cuaderno no vio" if examples.is_hidden else "fechas de prueba"
     return (f"El adaptador '{slot}' lleva los pesos de `adapters/us` en tensores de {rows} filas con las escalas "
-            f"como tensores, y responde en formato EE. UU. ({right}/{PROBE_ROWS} fechas nuevas). Puse en "
+            f"como tensores, y responde en formato EE. UU. ({right}/{PROBE_ROWS} {where}). Puse en "
             f"caliente el de rango {SWAP_RANK} (iso + us) en una copia: ningún tensor cambió de forma, así que "
             f"un modelo compilado no se recompilaría.{spare}")
 

@@ -41,10 +41,14 @@ EXERCISES = [
     ExerciseInfo("lora_finetuning", "merge_and_save", "🐕", "Fusiona, valida, guarda y recarga"),
     ExerciseInfo("lora_finetuning", "pipeline_inference", "🐕",
                  "Extra: inferencia con el adaptador guardado y un pipeline"),
-    ExerciseInfo("lora_advanced", "mixed_batch", "🐢", "Un lote con un adaptador distinto en cada fila"),
-    ExerciseInfo("lora_advanced", "cat_combination", "🐕", "Combina dos adaptadores con cat y mide su ΔW"),
-    ExerciseInfo("lora_advanced", "hotswap", "🐕", "Cambia en caliente los pesos de un adaptador cargado"),
-    ExerciseInfo("lora_advanced", "dpo_trainer", "🦁", "DPO con LoRA y el adaptador desactivado como referencia"),
+    ExerciseInfo("lora_advanced", "mixed_batch", "🐢",
+                 "Tres adaptadores en un modelo y un lote con uno distinto en cada fila"),
+    ExerciseInfo("lora_advanced", "cat_combination", "🐕",
+                 "Decide midiendo qué combinación de adaptadores suma exactamente"),
+    ExerciseInfo("lora_advanced", "hotswap", "🐕",
+                 "Prepara el modelo para cambiar en caliente sin recompilar"),
+    ExerciseInfo("lora_advanced", "dpo_trainer", "🦁",
+                 "DPO con LoRA sin segunda copia: elige la tasa con un presupuesto"),
 ]
 
 NOTEBOOKS = tuple(dict.fromkeys(e.notebook for e in EXERCISES))
