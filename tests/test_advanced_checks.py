@@ -245,6 +245,7 @@ def test_hotswap_handover_keeps_the_padded_rows_and_tensor_scalings(tmp_path, sw
     import torch
 
     handover.write("hotswap", {"model": swapped}, checks.hotswap.handover, tmp_path)
+    assert handover.refusals("hotswap", checks.hotswap.handover, tmp_path) == []  # la validación del juez lo admite
     judged_model = handover.read("hotswap", checks.hotswap.handover, tmp_path)["model"]
     layer = judged_model.base_model.model.model.layers[0].self_attn.q_proj
     assert tuple(layer.lora_A["default"].weight.shape) == (16, 576)

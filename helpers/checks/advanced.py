@@ -349,8 +349,9 @@ class PreparedModel(handover.Model):
         return record
 
     def validate(self, folder):
-        super().validate(folder)
+        checked = super().validate(folder)  # lo que devuelva Model.validate (las configuraciones validadas)
         self._record(folder)
+        return checked
 
     def load(self, folder):
         import torch
