@@ -6,9 +6,11 @@ Uso (lo lanza ``helpers.grading`` dentro del aislamiento; no hace falta a mano):
 
 Lee ``CARPETA/entrega.ipynb``, lo ejecuta con nbclient y un kernel de este mismo Python (una celda que
 falla no detiene nada) y deja ``CARPETA/ejecutado.ipynb`` (para que el profesor vea los ✅/❌) y
-``CARPETA/estado.json`` (por qué se detuvo, si se detuvo). Los objetos de cada ``checks.X(...)`` quedan en
-``CARPETA/entregado/`` (``CURSO_LORA_HANDOVER``). Nada de lo que escribe este paso da puntos: todo lo
-juzga después ``helpers.judge`` en otro proceso.
+``CARPETA/estado.json`` (por qué se detuvo, si se detuvo), sin escribir nunca a través de un enlace ni en
+una tubería que la entrega haya dejado con esos nombres. Los objetos de cada ``checks.X(...)`` quedan en
+``CARPETA/entregado/`` (``CURSO_LORA_HANDOVER``). Nada de lo que escribe este paso da puntos: la carpeta
+es de la entrega; quien corrige saca de ella lo que necesita como datos (``helpers.grading_collect``) y lo
+juzga después ``helpers.judge``, en otro proceso.
 """
 
 from __future__ import annotations

@@ -393,6 +393,8 @@ def class_graded(tmp_path_factory):
     with csv_path.open(encoding="utf-8", newline="") as handle:
         rows = {Path(r["archivo"]).stem: r for r in (dict(zip(csv_header(), row)) for row in list(csv.reader(handle))[1:])}
     print(f"clase de {len(ATTACKS) + 1} entregas corregida en {seconds:.0f} s con --jobs 2")
+    print("\n".join(line.split(" — ")[0] + " — " + line.split(" — ")[1].split(" (")[-1].rstrip(")")
+                    for line in run.stdout.splitlines() if line.startswith("[") and " — " in line))
     return {"run": run, "rows": rows, "root": root, "before": before, "entregas": entregas, "outside": outside,
             "csv_after_exit": csv_path.read_text(encoding="utf-8"), "final_csv": final_csv, "marker": marker}
 
