@@ -346,11 +346,11 @@ GOOD_VERDICTS = textwrap.dedent("""
 """)
 
 
-def judged(tmp_path, course, isolate=True, timeout=60):
+def judged(tmp_path, course, isolate=True, timeout=60, memory=1 << 30):
     collected = tmp_path / "recogido"
     (collected / "entregado").mkdir(parents=True, exist_ok=True)
     return run_judge(collected, "load_lora_adapter_example", 123456789, course=course, workdir=tmp_path / "juez",
-                     limits=JudgeLimits(timeout=timeout, memory_bytes=1 << 30), isolate=isolate)
+                     limits=JudgeLimits(timeout=timeout, memory_bytes=memory), isolate=isolate)
 
 
 @pytest.mark.parametrize("isolate", [pytest.param(True, marks=needs_bwrap), False], ids=["caja", "sin_caja"])
@@ -385,6 +385,8 @@ def test_the_judge_imports_only_the_course_copy_and_never_sees_the_seed_on_its_c
 def test_a_judge_that_hangs_crashes_or_lies_costs_only_its_row(tmp_path, fake_course, isolate):
     cases = {
         "se cuelga": ("import time; time.sleep(60)", "el juez se detuvo: superó el tiempo límite (2 s)"),
+        "memoria": ("import time\nhog = [bytearray(20 << 20) for _ in range(20)]\ntime.sleep(60)",
+                    "el juez se detuvo: superó el límite de memoria (200 MiB)"),
         "falla": ("raise RuntimeError('lo entregado rompió algo')", ("el juez falló (RuntimeError: lo entregado "
                                                                     "rompió algo)")),
         "basura": (GOOD_VERDICTS + "open(args['--salida'], 'w').write('[1, 2')",
@@ -396,10 +398,10 @@ def test_a_judge_that_hangs_crashes_or_lies_costs_only_its_row(tmp_path, fake_co
                    "el juez no devolvió veredictos (veredictos.json es un enlace simbólico"),
         "nada": ("pass", "el juez no devolvió veredictos (no encuentro veredictos.json)"),
     }
-    for n, (code, says) in enumerate(cases.values()):
+    for n, (name, (code, says)) in enumerate(cases.items()):
         folder = tmp_path / str(n)
         folder.mkdir()
         start = time.monotonic()
         with pytest.raises(JudgeFailed) as failed:
-            judged(folder, fake_course(code), isolate, timeout=2)
+            judged(folder, fake_course(code), isolate, timeout=2 if name == "se cuelga" else 20, memory=200 << 20)
         assert says in str(failed.value) and time.monotonic() - start < 20
