@@ -1,13 +1,23 @@
-"""Construye los adaptadores LoRA preentrenados de ``adapters/``: uno por formato de salida.
+"""Construye los adaptadores LoRA preentrenados de ``adapters/`` y lo que el cuaderno de carga recibe "de un compañero".
 
-Los tres aprenden la misma entrada (una fecha escrita en español) con respuestas distintas:
+Los tres publicados aprenden la misma entrada (una fecha escrita en español) con respuestas distintas:
 ``adapters/iso`` -> ``2021-03-05``, ``adapters/us`` -> ``03/05/2021``, ``adapters/en`` -> ``March 5, 2021``.
 El cuaderno ``load_lora_adapter_example`` los carga, los cambia y los fusiona.
 
+``adapters/misterio/{x,y,z}``: tres adaptadores más, sin etiqueta, para el ejercicio 🦁 del cuaderno. Cada uno
+se entrena aparte (su propia semilla, otras capas: ``k_proj`` y ``o_proj``, y se para a medio entrenar, así
+que acierta la mayoría de las fechas pero no todas) con un formato que el constructor sortea al construirlo y
+**no escribe en ningún sitio**: ni en el nombre, ni en la configuración, ni en la salida. Lo que responde
+cada uno solo se sabe preguntándole (y eso hace la comprobación). Pueden repetir formato.
+
+``colleague_merges()``: los modelos fusionados "de tres compañeros" del ejercicio 🐕, hechos al momento
+y cada uno con una historia sorteada (bien hecho, o con uno de cuatro fallos típicos al fusionar).
+
 Uso: ``python -m helpers.build_adapters`` (o ``make adapters``); ``--formats iso`` para construir solo
-uno. Entrena con ``SFTTrainer`` en CPU y float32 con una semilla fija, así que el resultado es el
-mismo en cada ejecución en la misma máquina. Cada carpeta queda en el formato estándar de PEFT:
-``adapter_config.json`` + ``adapter_model.safetensors`` (nada de pickle, nada más).
+uno, ``--formats misterio`` para los tres sin etiqueta. Entrena con ``SFTTrainer`` en CPU y float32 con
+una semilla fija, así que los tres publicados salen iguales en cada ejecución en la misma máquina (los
+de ``misterio`` cambian de formato en cada construcción). Cada carpeta queda en el formato estándar de
+PEFT: ``adapter_config.json`` + ``adapter_model.safetensors`` (nada de pickle, nada más).
 
 La receta está en las constantes de este módulo; ``lora_config()`` y ``adapter_config_dict()``
 devuelven lo que el constructor escribe, para que una prueba compare los adaptadores publicados
@@ -19,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import sys
 import tempfile
 import time
@@ -46,6 +57,39 @@ WARMUP_STEPS = 4
 LR_SCHEDULER = "linear"
 BUILD_DEVICE = "cpu"  # CPU y float32: el mismo resultado en cada ejecución
 
+# Los tres sin etiqueta (ejercicio 🦁). Nombres que PEFT acepta sin avisar: "a" está dentro de "lora_", y
+# PEFT avisa de que un nombre así puede perder pesos al cargar.
+MYSTERY_NAMES = ("x", "y", "z")
+MYSTERY_SUBDIR = "misterio"
+MYSTERY_SEEDS = {"x": 101, "y": 202, "z": 303}  # otra semilla que los publicados (0) y otra para cada uno
+# Otras capas que los publicados: sus ΔW no comparten ninguna capa con adapters/iso|us|en, así que no
+# se pueden "reconocer" comparando pesos con ellos; solo preguntándoles.
+MYSTERY_TARGET_MODULES = ("k_proj", "o_proj")
+# A medio entrenar: aciertan la mayoría en su formato, no todas, así que su columna de respuestas no es la
+# clave (`expected`) y solo se obtiene generando. Cuánto cuesta depende del formato (a 24 pasos medimos 66 % en
+# uno y 96 % en otros dos), así que se para en cuanto acierta MYSTERY_TARGET de MYSTERY_CHECK_ROWS fechas de
+# validación, mirando cada MYSTERY_CHECK_EVERY pasos desde MYSTERY_FIRST_CHECK; como mucho MYSTERY_STEPS pasos.
+MYSTERY_STEPS = 24
+MYSTERY_TARGET = 0.6
+MYSTERY_CHECK_ROWS = 24
+MYSTERY_FIRST_CHECK, MYSTERY_CHECK_EVERY = 6, 2
+
+# Las historias de los fusionados de los compañeros (ejercicio 🐕): qué hizo cada uno al fusionar el ISO.
+COLLEAGUES = ("ana", "bruno", "carla")
+MERGE_STORIES = {
+    "bien": "fusionó bien: `merge_and_unload()` sobre un modelo base recién cargado",
+    "sin_fusionar": "llamó a `unload()` en vez de `merge_and_unload()`: quitó el adaptador sin sumarlo",
+    "dos_veces": "cargó el adaptador sobre un modelo que ya estaba fusionado y volvió a fusionar",
+    "sin_escala": "fusionó a mano, `W + B·A`, y se olvidó de la escala `lora_alpha / r`",
+    "otro_adaptador": "fusionó el adaptador de otra carpeta de `adapters/`, no el ISO",
+}
+# Firma de un fusionado de compañero: `model.norm.weight` × (1 ± 2⁻¹⁶) con un patrón de signos que sale de
+# un número al azar. No cambia lo que se mide (pesos de las capas adaptadas; los logits se mueven ~1e-3, lo
+# mismo que el ruido de una fusión correcta), pero un modelo recién cargado o fusionado por uno mismo no la
+# lleva: así la comprobación sabe que `broken` es el que llegó del compañero.
+SIGNATURE_SCALE = 2.0**-16
+SIGNATURE_NONCE_BITS = 32
+
 
 def adapter_dir(fmt: str, root: Path | str = ADAPTERS_DIR) -> Path:
     """Carpeta del adaptador de un formato ('iso', 'us' o 'en')."""
@@ -54,47 +98,35 @@ def adapter_dir(fmt: str, root: Path | str = ADAPTERS_DIR) -> Path:
     return Path(root) / fmt
 
 
-MYSTERY_NAMES = ("a", "b", "c")
+def mystery_dir(name: str, root: Path | str = ADAPTERS_DIR) -> Path:
+    """Carpeta del adaptador sin etiqueta ``name`` ('x', 'y' o 'z')."""
+    if name not in MYSTERY_NAMES:
+        raise ValueError(f"No hay adaptador sin etiqueta {name!r}. Usa uno de: {', '.join(MYSTERY_NAMES)}.")
+    return Path(root) / MYSTERY_SUBDIR / name
 
 
-def mystery_adapters(destination: Path | str, seed: int = 0) -> dict[str, str]:
-    """Copias de los tres adaptadores con nombres sin pista (``a``, ``b``, ``c``), en un orden que fija ``seed``.
-
-    Para el ejercicio 🦁 del cuaderno de carga: quien lo hace decide qué formato produce cada uno mirando
-    sus respuestas. Devuelve {nombre: carpeta}. Volver a llamarla reescribe las mismas copias.
-    """
-    import random
-    import shutil
-
-    order = list(ADAPTER_FORMATS)
-    random.Random(f"misterio-{seed}").shuffle(order)
-    folders = {}
-    for name, fmt in zip(MYSTERY_NAMES, order):
-        folder = Path(destination) / name
-        folder.mkdir(parents=True, exist_ok=True)
-        for file in ADAPTER_FILES:
-            shutil.copyfile(adapter_dir(fmt) / file, folder / file)
-        folders[name] = str(folder)
-    return folders
+def mystery_dirs(root: Path | str = ADAPTERS_DIR) -> dict[str, str]:
+    """{nombre: carpeta} de los tres adaptadores sin etiqueta del ejercicio 🦁."""
+    return {name: str(mystery_dir(name, root)) for name in MYSTERY_NAMES}
 
 
-def lora_config():
+def lora_config(target_modules=TARGET_MODULES):
     """La ``LoraConfig`` con la que se entrenan los adaptadores."""
     from peft import LoraConfig
 
     return LoraConfig(r=LORA_R, lora_alpha=LORA_ALPHA, lora_dropout=LORA_DROPOUT,
-                      target_modules=list(TARGET_MODULES), task_type="CAUSAL_LM")
+                      target_modules=list(target_modules), task_type="CAUSAL_LM")
 
 
-def sft_config(output_dir: Path | str, device: str = BUILD_DEVICE):
+def sft_config(output_dir: Path | str, device: str = BUILD_DEVICE, seed: int = SEED, steps: int | None = None):
     """La ``SFTConfig`` del entrenamiento (pasos, lote, tasa de aprendizaje, semilla)."""
     from trl import SFTConfig
 
     from .training import sft_device_args
 
-    return SFTConfig(output_dir=str(output_dir), max_steps=MAX_STEPS, per_device_train_batch_size=BATCH_SIZE,
+    return SFTConfig(output_dir=str(output_dir), max_steps=steps or MAX_STEPS, per_device_train_batch_size=BATCH_SIZE,
                      learning_rate=LEARNING_RATE, lr_scheduler_type=LR_SCHEDULER, warmup_steps=WARMUP_STEPS,
-                     seed=SEED, data_seed=SEED, logging_steps=8, save_strategy="no",
+                     seed=seed, data_seed=seed, logging_steps=8, save_strategy="no",
                      **sft_device_args(device))
 
 
@@ -104,24 +136,24 @@ def _jsonable(config: dict) -> dict:
             for key, value in sorted(config.items())}
 
 
-def adapter_config_dict() -> dict:
+def adapter_config_dict(target_modules=TARGET_MODULES) -> dict:
     """El contenido exacto de ``adapter_config.json`` que escribe el constructor."""
-    config = lora_config()
+    config = lora_config(target_modules)
     config.base_model_name_or_path = BASE_MODEL_NAME
     config.inference_mode = True
     return _jsonable(config.to_dict())
 
 
-def _finalize(saved: Path) -> None:
+def _finalize(saved: Path, target_modules=TARGET_MODULES) -> None:
     """Deja solo los dos archivos estándar, con la configuración de la receta."""
     for extra in saved.iterdir():
         if extra.name not in ADAPTER_FILES:
             extra.unlink()  # README.md (tarjeta del modelo vacía) y cualquier otro extra
     written = json.loads((saved / "adapter_config.json").read_text())
-    expected = adapter_config_dict()
+    expected = adapter_config_dict(target_modules)
     written.update(base_model_name_or_path=BASE_MODEL_NAME)
     # PEFT escribe los conjuntos (target_modules) como listas en un orden que cambia de un proceso a otro
-    set_fields = {k for k, v in lora_config().to_dict().items() if isinstance(v, (set, frozenset))}
+    set_fields = {k for k, v in lora_config(target_modules).to_dict().items() if isinstance(v, (set, frozenset))}
     written.update({k: sorted(written[k]) for k in set_fields if isinstance(written.get(k), list)})
     if _jsonable(written) != expected:
         changed = sorted(k for k in set(written) | set(expected) if written.get(k) != expected.get(k))
@@ -131,8 +163,33 @@ def _finalize(saved: Path) -> None:
         os.chmod(saved / name, 0o644)
 
 
-def build(fmt: str, root: Path | str = ADAPTERS_DIR, device: str = BUILD_DEVICE, evaluate: bool = True) -> Path:
-    """Entrena el adaptador de ``fmt`` y lo escribe (de forma atómica) en ``root/fmt``."""
+def _stop_when_good_enough(fmt: str, tokenizer, target: float):
+    """Un callback que para el entrenamiento en cuanto el modelo acierta ``target`` de las fechas de validación."""
+    from transformers import TrainerCallback
+
+    from .data import answer, make_splits
+    from .evaluation import exact_match, generate
+
+    rows = make_splits(fmt)["validation"].select(range(MYSTERY_CHECK_ROWS))
+    prompts, expected = [r["prompt"] for r in rows], [answer(r) for r in rows]
+
+    class StopWhenGoodEnough(TrainerCallback):
+        def on_step_end(self, args, state, control, model=None, **kwargs):
+            step = state.global_step
+            if step >= MYSTERY_FIRST_CHECK and (step - MYSTERY_FIRST_CHECK) % MYSTERY_CHECK_EVERY == 0:
+                hits = exact_match(generate(model, tokenizer, prompts), expected)
+                control.should_training_stop = hits >= target * len(prompts)
+            return control
+
+    return StopWhenGoodEnough()
+
+
+def _train(fmt: str, target: Path, device: str, seed: int, steps: int, target_modules, label: str,
+           stop_at: float | None = None):
+    """Entrena un adaptador de ``fmt`` y lo escribe (de forma atómica) en ``target``; devuelve (modelo, tokenizador).
+
+    ``stop_at``: parar antes, en cuanto acierte esa fracción de las fechas de validación (los sin etiqueta).
+    """
     import torch
     import transformers
     from trl import SFTTrainer
@@ -140,36 +197,142 @@ def build(fmt: str, root: Path | str = ADAPTERS_DIR, device: str = BUILD_DEVICE,
     from .data import make_splits
     from .model import load_base_model
 
-    target = adapter_dir(fmt, root)
     target.parent.mkdir(parents=True, exist_ok=True)
-    transformers.set_seed(SEED)
+    transformers.set_seed(seed)
     model, tokenizer = load_base_model(device, dtype=torch.float32)
     splits = make_splits(fmt)
-    with tempfile.TemporaryDirectory(prefix=f".{fmt}-", dir=target.parent) as tmp:
-        trainer = SFTTrainer(model=model, args=sft_config(Path(tmp) / "trainer", device),
-                             train_dataset=splits["train"], processing_class=tokenizer, peft_config=lora_config())
+    with tempfile.TemporaryDirectory(prefix=f".{target.name}-", dir=target.parent) as tmp:
+        trainer = SFTTrainer(model=model, args=sft_config(Path(tmp) / "trainer", device, seed, steps),
+                             train_dataset=splits["train"], processing_class=tokenizer,
+                             peft_config=lora_config(target_modules),
+                             callbacks=[_stop_when_good_enough(fmt, tokenizer, stop_at)] if stop_at else None)
         start = time.perf_counter()
         trainer.train()
-        print(f"[{fmt}] entrenado en {time.perf_counter() - start:.0f} s ({MAX_STEPS} pasos)")
-        staging = Path(tmp) / fmt
+        print(f"[{label}] entrenado en {time.perf_counter() - start:.0f} s ({trainer.state.global_step} pasos)")
+        staging = Path(tmp) / target.name
         trainer.model.save_pretrained(staging)
-        _finalize(staging)
+        _finalize(staging, target_modules)
         if target.exists():
             target.rename(Path(tmp) / "anterior")  # se borra al salir del bloque
         staging.rename(target)
+    return trainer.model, tokenizer
+
+
+def build(fmt: str, root: Path | str = ADAPTERS_DIR, device: str = BUILD_DEVICE, evaluate: bool = True) -> Path:
+    """Entrena el adaptador de ``fmt`` y lo escribe (de forma atómica) en ``root/fmt``."""
+    target = adapter_dir(fmt, root)
+    model, tokenizer = _train(fmt, target, device, SEED, MAX_STEPS, TARGET_MODULES, fmt)
     if evaluate:
+        from .data import make_splits
         from .evaluation import evaluate as run_eval
 
-        result = run_eval(trainer.model, tokenizer, splits["test"], progress=False)
+        result = run_eval(model, tokenizer, make_splits(fmt)["test"], progress=False)
         print(f"[{fmt}] test: {result}")
     size = (target / "adapter_model.safetensors").stat().st_size
     print(f"[{fmt}] escrito {target} ({size / 1e6:.1f} MB)")
     return target
 
 
+def build_mystery(name: str, root: Path | str = ADAPTERS_DIR, device: str = BUILD_DEVICE, fmt: str | None = None,
+                  evaluate: bool = True, steps: int | None = None) -> Path:
+    """Entrena el adaptador sin etiqueta ``name`` con un formato sorteado (o ``fmt``, en las pruebas).
+
+    El formato sorteado no se escribe ni se imprime: la salida dice cuánto acierta en *su* formato, sin
+    nombrarlo.
+    """
+    target = mystery_dir(name, root)
+    chosen = fmt or random.SystemRandom().choice(ADAPTER_FORMATS)
+    model, tokenizer = _train(chosen, target, device, MYSTERY_SEEDS[name], steps or MYSTERY_STEPS,
+                              MYSTERY_TARGET_MODULES, name, stop_at=MYSTERY_TARGET)
+    if evaluate:
+        from .data import make_splits
+        from .evaluation import evaluate as run_eval
+
+        result = run_eval(model, tokenizer, make_splits(chosen)["test"], progress=False)
+        print(f"[{name}] test, en su formato: {result}")
+    size = (target / "adapter_model.safetensors").stat().st_size
+    print(f"[{name}] escrito {target} ({size / 1e6:.1f} MB)")
+    return target
+
+
+# ---------------------------------------------------------------- los fusionados de los compañeros (🐕)
+def _signature_signs(nonce: int, size: int):
+    """±1 de la firma: los primeros bits son ``nonce``; el resto sale de un generador sembrado con él."""
+    import torch
+
+    bits = [(nonce >> i) & 1 for i in range(SIGNATURE_NONCE_BITS)]
+    rest = torch.randint(0, 2, (size - SIGNATURE_NONCE_BITS,), generator=torch.Generator().manual_seed(nonce))
+    return torch.tensor(bits + rest.tolist(), dtype=torch.float32) * 2 - 1
+
+
+def signature_nonce(norm_weight, base_norm_weight) -> int | None:
+    """El número de la firma que lleva ``norm_weight`` frente al original, o None si no la lleva."""
+    import torch
+
+    ratio = norm_weight.detach().float().cpu() / base_norm_weight.float()
+    signs = torch.sign(ratio - 1)
+    if not bool(torch.all(torch.isclose((ratio - 1).abs(), torch.full_like(ratio, SIGNATURE_SCALE), rtol=0.05))):
+        return None
+    nonce = sum(1 << i for i in range(SIGNATURE_NONCE_BITS) if signs[i] > 0)
+    return nonce if torch.equal(signs, _signature_signs(nonce, len(signs))) else None
+
+
+def _lora_deltas(folder: Path) -> dict:
+    """{nombre del peso en el modelo: ΔW = escala · B · A} de un adaptador guardado."""
+    from safetensors.torch import load_file
+
+    config = json.loads((folder / "adapter_config.json").read_text())
+    scaling = config["lora_alpha"] / config["r"]
+    weights = load_file(folder / "adapter_model.safetensors")
+    prefix, suffix = "base_model.model.", ".lora_A.weight"
+    return {key[len(prefix):-len(suffix)] + ".weight": (weights[key.replace("lora_A", "lora_B")] @ weights[key]) * scaling
+            for key in weights if key.endswith(suffix)}
+
+
+def colleague_merge(story: str, rng: random.Random | None = None):
+    """Un fusionado del adaptador ISO con la historia ``story`` (ver ``MERGE_STORIES``), en CPU y float32.
+
+    Todas las historias se construyen igual (base recién cargado + lo que esa historia suma a los pesos +
+    la firma), así que el objeto no guarda ningún rastro de cuál es: solo sus pesos lo dicen.
+    """
+    import torch
+
+    from .checks.handover import fresh_base
+
+    if story not in MERGE_STORIES:
+        raise ValueError(f"Historia desconocida {story!r}. Usa una de: {', '.join(MERGE_STORIES)}.")
+    rng = rng or random.SystemRandom()
+    other = rng.choice([fmt for fmt in ADAPTER_FORMATS if fmt != "iso"])
+    source, factor = {"bien": ("iso", 1.0), "sin_fusionar": ("iso", 0.0), "dos_veces": ("iso", 2.0),
+                      "sin_escala": ("iso", LORA_R / LORA_ALPHA), "otro_adaptador": (other, 1.0)}[story]
+    model = fresh_base()
+    params = dict(model.named_parameters())
+    with torch.no_grad():
+        if factor:
+            for key, delta in _lora_deltas(adapter_dir(source)).items():
+                params[key] += factor * delta
+        norm = params["model.norm.weight"]
+        norm.mul_(1 + SIGNATURE_SCALE * _signature_signs(rng.getrandbits(SIGNATURE_NONCE_BITS), norm.numel()))
+    return model.eval()
+
+
+def colleague_merges(device: str | None = None) -> dict:
+    """{compañero: modelo fusionado}: tres fusionados del adaptador ISO, cada uno con una historia al azar.
+
+    Se sortea en cada llamada (con el azar del sistema, no con una semilla del curso) y no se guarda cuál
+    salió: cada ejecución del cuaderno trae otros, y solo se sabe qué les pasó midiéndolos.
+    """
+    rng = random.SystemRandom()
+    stories = list(MERGE_STORIES)
+    merges = {name: colleague_merge(rng.choice(stories), rng) for name in COLLEAGUES}
+    return {name: model.to(device) if device else model for name, model in merges.items()}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--formats", nargs="+", default=list(ADAPTER_FORMATS), choices=ADAPTER_FORMATS)
+    parser.add_argument("--formats", nargs="+", default=[*ADAPTER_FORMATS, MYSTERY_SUBDIR],
+                        choices=[*ADAPTER_FORMATS, MYSTERY_SUBDIR],
+                        help=f"qué construir ({MYSTERY_SUBDIR}: los tres sin etiqueta)")
     parser.add_argument("--out", default=str(ADAPTERS_DIR), help="carpeta raíz (por defecto adapters/)")
     parser.add_argument("--device", default=BUILD_DEVICE, help="cpu (reproducible) o auto")
     parser.add_argument("--no-eval", action="store_true", help="no evaluar en test al terminar")
@@ -177,8 +340,13 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.use_deterministic_algorithms(True, warn_only=True)
+    device = None if args.device == "auto" else args.device
     for fmt in args.formats:
-        build(fmt, args.out, None if args.device == "auto" else args.device, evaluate=not args.no_eval)
+        if fmt == MYSTERY_SUBDIR:
+            for name in MYSTERY_NAMES:
+                build_mystery(name, args.out, device, evaluate=not args.no_eval)
+        else:
+            build(fmt, args.out, device, evaluate=not args.no_eval)
     return 0
 
 

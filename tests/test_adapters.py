@@ -3,16 +3,33 @@
 Cada adaptador debe acertar ≥ 90 % de su formato en test y ≤ 10 % de los otros (así se distinguen).
 Las entradas de test son las mismas en los tres formatos: una sola generación por adaptador se puntúa
 contra las respuestas de los tres.
+
+Los tres sin etiqueta de adapters/misterio/ no son copias de ningún archivo con etiqueta (ni comparten capas
+con ellos), no dicen en ningún sitio qué formato producen, y cada uno responde uno de los tres formatos a
+medias: lo bastante para decidirlo por sus respuestas, no tanto como para que la clave de respuestas sea su
+columna. Qué formato es cada uno lo mide la prueba, como la comprobación: nunca se escribe.
 """
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
 
 from helpers import build_adapters
-from helpers.build_adapters import ADAPTER_FILES, ADAPTER_FORMATS, adapter_config_dict, adapter_dir
-from helpers.data import answer, make_splits
+from helpers.build_adapters import (
+    ADAPTER_FILES,
+    ADAPTER_FORMATS,
+    ADAPTERS_DIR,
+    MYSTERY_NAMES,
+    MYSTERY_SUBDIR,
+    MYSTERY_TARGET_MODULES,
+    adapter_config_dict,
+    adapter_dir,
+    mystery_dir,
+    mystery_dirs,
+)
+from helpers.data import Examples, answer, make_splits
 from helpers.evaluation import exact_match, generate
 from helpers.model import load_base_model
 
@@ -128,3 +145,107 @@ def test_shipped_adapter_loads_like_a_learner_would(monkeypatch):
     assert model.active_adapter == "default"
     row = make_splits("iso")["test"][0]
     assert generate(model, tokenizer, [row["prompt"]]) == [answer(row)]
+
+
+# ---------------------------------------------------------------- los sin etiqueta (ejercicio 🦁)
+def test_the_mystery_folder_holds_the_three_and_nothing_else():
+    assert sorted(p.name for p in (ADAPTERS_DIR / MYSTERY_SUBDIR).iterdir()) == sorted(MYSTERY_NAMES)
+
+
+@pytest.mark.parametrize("name", MYSTERY_NAMES)
+def test_mystery_folder_holds_only_the_standard_files_and_the_recipe(name):
+    folder = mystery_dir(name)
+    assert sorted(p.name for p in folder.iterdir()) == sorted(ADAPTER_FILES)
+    assert 0 < (folder / "adapter_model.safetensors").stat().st_size < MAX_BYTES
+    config = json.loads((folder / "adapter_config.json").read_text())
+    # la misma configuración para los tres: nada en ella dice qué formato producen
+    assert _without_version(config) == _without_version(adapter_config_dict(MYSTERY_TARGET_MODULES))
+
+
+def test_mystery_adapters_are_not_copies_of_any_labelled_adapter():
+    """Ni los mismos bytes ni el mismo ΔW: no comparten ninguna capa con adapters/iso|us|en."""
+    from helpers.checks.lora_weights import folder_factors, shipped_factors, similarity
+
+    shipped = {fmt: (adapter_dir(fmt) / "adapter_model.safetensors").read_bytes() for fmt in ADAPTER_FORMATS}
+    for name, folder in mystery_dirs().items():
+        data = (Path(folder) / "adapter_model.safetensors").read_bytes()
+        assert data not in shipped.values(), name
+        factors = folder_factors(folder)
+        assert all(similarity(factors, shipped_factors(fmt)) == 0.0 for fmt in ADAPTER_FORMATS), name
+    mine = [(Path(f) / "adapter_model.safetensors").read_bytes() for f in mystery_dirs().values()]
+    assert len(set(mine)) == len(mine)
+
+
+MYSTERY_ROWS = 48  # las 24 del cuaderno y otras tantas: medido al construirlos, 64-67 % en las 120
+
+
+@pytest.fixture(scope="module")
+def mystery_scored():
+    """{adaptador: {formato: aciertos}} de cada sin etiqueta sobre MYSTERY_ROWS fechas de test, y las columnas."""
+    from peft import PeftModel
+
+    tests = {fmt: make_splits(fmt)["test"].select(range(MYSTERY_ROWS)) for fmt in ADAPTER_FORMATS}
+    prompts = [row["prompt"] for row in tests["iso"]]
+    references = {fmt: [answer(row) for row in tests[fmt]] for fmt in ADAPTER_FORMATS}
+    base, tokenizer = load_base_model("cpu")
+    folders = mystery_dirs()
+    model = PeftModel.from_pretrained(base, folders["x"], adapter_name="x")
+    for name in MYSTERY_NAMES[1:]:
+        model.load_adapter(folders[name], adapter_name=name)
+    scores, columns = {}, {}
+    for name in MYSTERY_NAMES:
+        model.set_adapter(name)
+        columns[name] = generate(model, tokenizer, prompts)
+        scores[name] = {fmt: exact_match(columns[name], references[fmt]) for fmt in ADAPTER_FORMATS}
+    return model, scores, columns, references
+
+
+def _own(scores: dict) -> str:
+    return max(scores, key=scores.get)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", MYSTERY_NAMES)
+def test_each_mystery_adapter_answers_one_format_half_trained(mystery_scored, name):
+    _, scores, _, _ = mystery_scored
+    own = _own(scores[name])
+    total = MYSTERY_ROWS
+    assert 0.5 <= scores[name][own] / total <= 0.92, scores[name]  # a medias: ni perdido ni perfecto
+    assert all(hits / total <= 0.05 for fmt, hits in scores[name].items() if fmt != own), scores[name]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", MYSTERY_NAMES)
+def test_each_mystery_adapter_misses_some_of_the_notebook_rows(mystery_scored, name):
+    """La clave de respuestas no es su columna: más fallos que los que la comprobación tolera al regenerar."""
+    from helpers.checks.adapters import MYSTERY_MAX_MISMATCHES, MYSTERY_MIN_ROWS
+
+    _, scores, columns, references = mystery_scored
+    own = _own(scores[name])
+    rows = MYSTERY_MIN_ROWS
+    misses = rows - exact_match(columns[name][:rows], references[own][:rows])
+    assert misses > MYSTERY_MAX_MISMATCHES, (name, misses)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [1, 12345])
+def test_the_check_finds_each_format_on_hidden_dates(mystery_scored, seed):
+    """Lo que mide la comprobación en fechas ocultas (las que añade a la columna regenerada) coincide con test."""
+    from helpers.checks import adapters as checks
+
+    model, scores, _, _ = mystery_scored
+    for name in MYSTERY_NAMES:
+        model.set_adapter(name)
+        hits = checks._hits_by_format(model, Examples.hidden(seed), checks.MYSTERY_PROBE_ROWS)
+        assert _own(hits) == _own(scores[name]) and max(hits.values()) >= 2, (name, hits)
+
+
+@pytest.mark.slow
+def test_build_command_writes_a_mystery_adapter_with_its_recipe(tmp_path):
+    """El constructor real de los sin etiqueta (1 paso, formato fijado por la prueba): dos archivos y su receta."""
+    folder = build_adapters.build_mystery("x", root=tmp_path, fmt="iso", evaluate=False, steps=1)
+    assert folder == tmp_path / MYSTERY_SUBDIR / "x"
+    assert sorted(p.name for p in folder.iterdir()) == sorted(ADAPTER_FILES)
+    written = json.loads((folder / "adapter_config.json").read_text())
+    assert _without_version(written) == _without_version(adapter_config_dict(MYSTERY_TARGET_MODULES))
+    assert sorted(p.name for p in (tmp_path / MYSTERY_SUBDIR).iterdir()) == ["x"]  # sin restos temporales

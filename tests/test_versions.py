@@ -32,6 +32,6 @@ def test_the_loading_notebook_ran_the_native_api_section_instead_of_skipping_it(
     nb = nbformat.read(SOLUTIONS_DIR / "load_lora_adapter_example.ipynb", as_version=4)
     outputs = ["".join(o.get("text", "")) + str(o.get("data", {}).get("text/plain", ""))
                for cell in nb.cells if cell.cell_type == "code" for o in cell.get("outputs", [])]
-    assert any("API nativa disponible: True" in text for text in outputs)
-    assert any("'iso' nativo = 'iso' con PeftModel: True" in text for text in outputs)
+    assert any("¿API nativa disponible? sí" in text for text in outputs)
+    assert any("¿'iso' nativo responde como 'iso' con PeftModel? sí" in text for text in outputs)
     assert not any("Con estas versiones no se puede" in text for text in outputs)

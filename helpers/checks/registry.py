@@ -31,7 +31,7 @@ EXERCISES = [
     ExerciseInfo("load_lora_adapter_example", "unload_adapters", "🐢",
                  "Descarga los adaptadores con unload()"),
     ExerciseInfo("load_lora_adapter_example", "merge_adapter", "🐕",
-                 "Fusiona el adaptador y valida el modelo fusionado contra el adaptador"),
+                 "Diagnostica tres fusiones midiendo sus pesos, y fusiona, valida y guarda tú"),
     ExerciseInfo("lora_finetuning", "lora_config", "🐢", "Define la LoraConfig"),
     ExerciseInfo("lora_finetuning", "sft_trainer", "🐢", "Entrena con SFTTrainer y la LoraConfig"),
     ExerciseInfo("lora_finetuning", "rank_sweep", "🐕", "Compara varios rangos con el mismo presupuesto"),
