@@ -2,7 +2,7 @@
 
 Uso::
 
-    python -m helpers.train --formato iso --salida salidas/entrenamiento/iso
+    python -m helpers.train --salida salidas/entrenamiento/dotted       # como el cuaderno (formato con puntos)
     accelerate launch --num_processes 2 -m helpers.train --lote 8            # 2 GPU, datos en paralelo
     accelerate launch --config_file configs/accelerate/ddp.yaml -m helpers.train ...
 
@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 from . import recipe
-from .data import DEFAULT_SIZES, FORMATS
+from .data import DEFAULT_SIZES, FORMATS, TRAINED_FORMAT
 from .errors import CourseError
 
 LOSSES_FILE = "perdidas.json"
@@ -68,8 +68,9 @@ def _parser() -> _Parser:
     parser.add_argument("--model", metavar="MODELO",
                         help="modelo base: id del Hub o carpeta local (por defecto el del curso, o "
                              "CURSO_LORA_MODEL si está definida)")
-    parser.add_argument("--formato", default="iso", metavar="FORMATO",
-                        help=f"formato de respuesta: {', '.join(FORMATS)} (por defecto iso)")
+    parser.add_argument("--formato", default=TRAINED_FORMAT, metavar="FORMATO",
+                        help=f"formato de respuesta: {', '.join(FORMATS)} (por defecto {TRAINED_FORMAT}, el "
+                             "del cuaderno)")
     parser.add_argument("--rango", type=int, default=recipe.LORA_RANK, metavar="R",
                         help=f"rango r de LoRA (por defecto {recipe.LORA_RANK})")
     parser.add_argument("--alpha", type=float, default=recipe.LORA_ALPHA,
@@ -242,10 +243,12 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         _close_process_group()
     if run is not None:
-        print(f"Exactitud en {run['filas_test']} fechas de prueba ({run['formato']}): {run['exactitud']:.1%} "
-              f"({run['aciertos']}/{run['filas_test']}) · {run['pasos']} pasos de lote global "
+        from .numbers import accuracy, seconds
+
+        print(f"Exactitud en {run['filas_test']} fechas de prueba ({run['formato']}): "
+              f"{accuracy(run['aciertos'], run['filas_test'])} · {run['pasos']} pasos de lote global "
               f"{run['lote_global']} ({run['world_size']} proceso(s) × {run['lote_por_proceso']} × "
-              f"acumulación {run['acumulacion']}) en {run['segundos_entrenando']:.0f} s · "
+              f"acumulación {run['acumulacion']}) en {seconds(run['segundos_entrenando'])} · "
               f"adaptador en {args.salida}")
     return 0
 
