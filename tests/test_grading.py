@@ -579,15 +579,6 @@ def course():
 
 
 @pytest.mark.slow
-def test_grading_the_loading_solution_gives_full_marks(course):
-    path = _course_notebook(SOLUTIONS_DIR, NOTEBOOK)
-    before = fingerprint(path)
-    grade = grade_file(path, course=course, seed=11)
-    assert fingerprint(path) == before
-    assert grade.motivo == "" and grade.total == grade.maximo == MAXIMUM, grade.mensajes
-
-
-@pytest.mark.slow
 @pytest.mark.parametrize("name", NOTEBOOKS)
 def test_grading_an_untouched_exercise_notebook_gives_zero_without_crashing(course, name, tmp_path):
     path = tmp_path / f"{name}.ipynb"  # con el presupuesto diminuto: el mismo recorrido, en menos tiempo
@@ -605,9 +596,24 @@ HANDED_OVER_IN_CI = os.environ.get("CURSO_LORA_HANDOVER_CI")
 @pytest.mark.skipif(not HANDED_OVER_IN_CI, reason="solo con `make test`: nbval ejecuta antes las soluciones y "
                                                   "entrega sus objetos en CURSO_LORA_HANDOVER_CI")
 @pytest.mark.parametrize("name", NOTEBOOKS)
-def test_the_objects_the_solutions_hand_over_earn_full_marks(name):
-    """Lo que entregan las soluciones al ejecutarse con nbval, juzgado como en la corrección (fechas ocultas)."""
-    from helpers.judge import judge
+def test_the_objects_the_solutions_hand_over_earn_full_marks(name, course, tmp_path):
+    """Lo que entregan las soluciones al ejecutarse con nbval, recogido y juzgado como en la corrección.
 
-    verdicts = judge(Path(HANDED_OVER_IN_CI), name, seed=11)
+    La misma ejecución de nbval sirve así a la corrección de punta a punta: recoger (copia sin enlaces, con
+    topes y manifiestos) y el juez aislado en la caja, con fechas ocultas. (Que una entrega pase entera por
+    el kernel en la caja lo prueban la entrega honrada de la clase y los cuadernos de ejercicios intactos.)
+    """
+    import shutil
+
+    from helpers.grading_collect import collect
+    from helpers.grading_judge import run_judge
+
+    names = [e.name for e in exercises_for(name)]
+    run_folder = tmp_path / "entrega"
+    shutil.copytree(Path(HANDED_OVER_IN_CI), run_folder / "entregado",
+                    ignore=lambda folder, found: [] if Path(folder) != Path(HANDED_OVER_IN_CI) else
+                    [f for f in found if f not in names])
+    collected = collect(run_folder, tmp_path / "recogido", names, total_bytes=4 * 2**30)
+    assert not [r for r in collected.reasons if any(n in r for n in names)], collected.reasons
+    verdicts = run_judge(tmp_path / "recogido", name, seed=11, course=course, workdir=tmp_path / "juez")
     assert {n: v["puntos"] for n, v in verdicts.items()} == {e.name: e.points for e in exercises_for(name)}, verdicts
