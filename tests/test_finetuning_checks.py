@@ -713,5 +713,6 @@ def test_pipeline_inference_passes_with_the_saved_adapter(shown, main_run, tmp_p
 
     model = AutoPeftModelForCausalLM.from_pretrained(str(main_run.adapter_dir))
     pipe = pipeline("text-generation", model=model, tokenizer=main_run.tok)
-    assert "de 8 en 8 fechas ocultas" not in passes(shown, checks.pipeline_inference, pipe)
-    assert judged(checks.pipeline_inference, tmp_path, pipe=pipe).passed
+    assert "de las 8 primeras fechas de prueba" in passes(shown, checks.pipeline_inference, pipe)
+    outcome = judged(checks.pipeline_inference, tmp_path, pipe=pipe)
+    assert outcome.passed and "de 8 fechas ocultas" in outcome.message
