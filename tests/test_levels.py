@@ -48,3 +48,13 @@ def test_the_readme_tables_give_each_exercise_its_registry_level():
             rows = [line for line in readme.splitlines() if re.match(rf"\|\s*`{exercise.name}`\s*\|", line)]
             assert rows, f"el README no tiene la fila de {exercise.name}"
             assert all(_levels(row.split("|")[2]) == [exercise.level] for row in rows), rows
+
+
+def test_the_readme_says_what_each_point_certifies_with_the_registry_points():
+    readme = (COURSE_ROOT / "README.md").read_text(encoding="utf-8")
+    for name in NOTEBOOKS:
+        for exercise in exercises_for(name):
+            rows = [line.strip() for line in readme.splitlines()
+                    if re.match(rf"\s+\|\s*`{exercise.name}`\s*\|\s*\d+\s*\|", line)]
+            assert len(rows) == 1, f"falta (o se repite) la fila de {exercise.name} en «Qué certifica cada punto»"
+            assert int(rows[0].split("|")[2]) == exercise.points, rows[0]
