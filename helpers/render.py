@@ -199,14 +199,26 @@ class Browser:
     def __init__(self, executable: str):
         self.executable = executable
         self.profile = tempfile.TemporaryDirectory(prefix="curso-lora-chromium-")
-        sandbox = ["--no-sandbox"] if hasattr(os, "geteuid") and os.geteuid() == 0 else []
-        self.process = subprocess.Popen(
-            [executable, *CHROMIUM_FLAGS, *sandbox, f"--user-data-dir={self.profile.name}", "about:blank"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        with urllib.request.urlopen(f"http://127.0.0.1:{self._port()}/json/list", timeout=10) as answer:
+        try:
+            port = self._start()
+        except RenderError:  # como root (p. ej. en un contenedor) Chromium solo arranca sin su sandbox
+            port = self._start("--no-sandbox")
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=10) as answer:
             self.page_url = next(t for t in json.load(answer) if t["type"] == "page")["webSocketDebuggerUrl"]
         self.socket = None
         self.next_id = 0
+
+    def _start(self, *extra: str) -> int:
+        """Arranca Chromium y devuelve su puerto de depuración."""
+        self.process = subprocess.Popen(
+            [self.executable, *CHROMIUM_FLAGS, *extra, f"--user-data-dir={self.profile.name}", "about:blank"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            return self._port()
+        except RenderError:
+            self.process.kill()
+            self.process.wait()
+            raise
 
     def _port(self) -> int:
         active = Path(self.profile.name) / "DevToolsActivePort"
