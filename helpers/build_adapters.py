@@ -222,14 +222,7 @@ def build(fmt: str, root: Path | str = ADAPTERS_DIR, device: str = BUILD_DEVICE,
     """Entrena el adaptador de ``fmt`` y lo escribe (de forma atómica) en ``root/fmt``."""
     target = adapter_dir(fmt, root)
     model, tokenizer = _train(fmt, target, device, SEED, MAX_STEPS, TARGET_MODULES, fmt)
-    if evaluate:
-        from .data import make_splits
-        from .evaluation import evaluate as run_eval
-
-        result = run_eval(model, tokenizer, make_splits(fmt)["test"], progress=False)
-        print(f"[{fmt}] test: {result}")
-    size = (target / "adapter_model.safetensors").stat().st_size
-    print(f"[{fmt}] escrito {target} ({size / 1e6:.1f} MB)")
+    _report(model, tokenizer, fmt, target, fmt, "test", evaluate)
     return target
 
 
@@ -244,15 +237,20 @@ def build_mystery(name: str, root: Path | str = ADAPTERS_DIR, device: str = BUIL
     chosen = fmt or random.SystemRandom().choice(ADAPTER_FORMATS)
     model, tokenizer = _train(chosen, target, device, MYSTERY_SEEDS[name], steps or MYSTERY_STEPS,
                               MYSTERY_TARGET_MODULES, name, stop_at=MYSTERY_TARGET)
+    _report(model, tokenizer, chosen, target, name, "test, en su formato", evaluate)
+    return target
+
+
+def _report(model, tokenizer, fmt: str, target: Path, label: str, what: str, evaluate: bool):
+    """Imprime el acierto en el test de ``fmt`` (si ``evaluate``) y el tamaño de lo escrito."""
     if evaluate:
         from .data import make_splits
         from .evaluation import evaluate as run_eval
 
-        result = run_eval(model, tokenizer, make_splits(chosen)["test"], progress=False)
-        print(f"[{name}] test, en su formato: {result}")
+        result = run_eval(model, tokenizer, make_splits(fmt)["test"], progress=False)
+        print(f"[{label}] {what}: {result}")
     size = (target / "adapter_model.safetensors").stat().st_size
-    print(f"[{name}] escrito {target} ({size / 1e6:.1f} MB)")
-    return target
+    print(f"[{label}] escrito {target} ({size / 1e6:.1f} MB)")
 
 
 # ---------------------------------------------------------------- los fusionados de los compañeros (🐕)
