@@ -64,9 +64,11 @@ def test_matches_psutil_and_the_kernel_peak_on_linux():
         del block
     after = process.memory_info().rss
     assert inside - after > 200 * MiB  # la memoria se liberó: el pico no es la RSS del final
-    assert inside <= mem["peak_bytes"] <= inside + 32 * MiB
+    assert inside <= mem["peak_bytes"]
     if kernel_peak:  # el pico que anota el kernel (VmHWM) acota lo que vio el muestreo; sus contadores
         assert mem["peak_bytes"] <= _kernel_peak() + MiB  # por hilo van unas páginas tarde: 1 MiB de margen
+    else:  # sin él, una cota más floja: otros hilos del proceso (en una suite larga) también reservan
+        assert mem["peak_bytes"] <= inside + 32 * MiB
 
 
 def _reset_kernel_peak() -> bool:
