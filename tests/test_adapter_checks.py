@@ -177,6 +177,7 @@ def mystery_case():
     return model, answers, decide(answers)
 
 
+@pytest.mark.slow  # 10-20 s: en make test, no en test-fast
 def test_switch_adapters_passes(capsys, mystery_case):
     model, answers, decided = mystery_case
     passed, text = run(checks.switch_adapters, capsys, model, answers, decided)

@@ -395,6 +395,7 @@ def full_trainer(tmp_path_factory, tiny_splits):
     return trained(tmp_path_factory.mktemp("completo"), tiny_splits, lr=2e-4)
 
 
+@pytest.mark.slow  # 10-20 s: en make test, no en test-fast
 def test_full_finetuning_passes_on_the_two_trainers(shown, full_trainer, small_sweep, tmp_path, few_rows, monkeypatch):
     """Fontanería: 2 pasos bajan la pérdida a 0,31 de la del base; la meta (0,25) se rebaja aquí a 0,5. El
     cuaderno, con 8 pasos a 5·10⁻⁵, baja a 0,056."""
@@ -407,6 +408,7 @@ def test_full_finetuning_passes_on_the_two_trainers(shown, full_trainer, small_s
 
 @pytest.mark.parametrize("lr, message", [(1e-2, "la tasa 1·10⁻² es demasiado alta"),
                                          (1e-9, "la tasa 1·10⁻⁹ es demasiado baja")])
+@pytest.mark.slow  # 10-20 s: en make test, no en test-fast
 def test_full_finetuning_says_whether_the_rate_was_too_high_or_too_low(shown, small_sweep, tmp_path, tiny_splits,
                                                                         lr, message):
     full = trained(tmp_path, tiny_splits, lr=lr)
@@ -455,6 +457,7 @@ def olora_setup(tmp_path_factory, tiny_splits):
     return trainer, root
 
 
+@pytest.mark.slow  # 10-20 s: en make test, no en test-fast
 def test_olora_passes(shown, olora_setup, tmp_path):
     trainer, root = olora_setup
     text = passes(shown, checks.olora, trainer, root / "convertido")
@@ -517,6 +520,7 @@ def merge_setup(small_sweep, tmp_path_factory):
     return SimpleNamespace(root=root, trainer=trainer, merged=merged)
 
 
+@pytest.mark.slow  # 10-20 s: en make test, no en test-fast
 def test_merge_and_save_passes(shown, merge_setup, tmp_path):
     s = merge_setup
     assert "tras recargar" in passes(shown, checks.merge_and_save, s.merged, s.trainer, s.root / "fusionado")
@@ -541,6 +545,7 @@ def test_merge_and_save_fails_with_its_message(shown, merge_setup, untrained, fo
     fails(shown, checks.merge_and_save, s.merged, s.trainer, s.root / "base", message="El modelo recargado")
 
 
+@pytest.mark.slow  # 10-20 s: en make test, no en test-fast
 def test_merge_and_save_measures_instead_of_trusting(shown, merge_setup, tmp_path):
     """`unload()` quita el adaptador sin sumarlo; el modelo base tal cual tampoco es la fusión."""
     s = merge_setup
@@ -609,6 +614,7 @@ def test_pipeline_inference_rejects_a_look_up_pipeline(shown, merge_setup):
 # --- una entrega entera sin entrenar (issue 20: sacaba 13 de 13) ----------------------------------------
 
 
+@pytest.mark.slow  # 10-20 s: en make test, no en test-fast
 def test_a_whole_submission_without_training_earns_only_the_config_point(forged, tiny_splits, tmp_path):
     """Cada ejercicio con lo publicado disfrazado y un paso encima: solo la `LoraConfig` (que no entrena) puntúa."""
     iso = forged["un paso encima"]
