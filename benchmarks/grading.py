@@ -21,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from helpers.exercise_notebooks import SOLUTIONS_DIR
 from helpers.grading import course_copy, grade_paths
+from helpers.numbers import ratio
 from helpers.paths import output_dir
 
 
@@ -47,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"--jobs {jobs}: {seconds:.0f} s para {len(files)} entregas "
                       f"({seconds / len(files):.0f} s por entrega); puntos {totals}", flush=True)
     one, two = statistics.median(results[1]), statistics.median(results[2])
-    print(f"\nMediana: --jobs 1 {one:.0f} s, --jobs 2 {two:.0f} s → {one / two:.2f}× con 2 trabajos "
+    print(f"\nMediana: --jobs 1 {one:.0f} s, --jobs 2 {two:.0f} s → {ratio(one / two, 2)} con 2 trabajos "
           f"({args.entregas} entregas de {args.cuaderno}).")
     out = output_dir("bench") / "grading.json"
     out.write_text(json.dumps({"cuaderno": args.cuaderno, "entregas": args.entregas, "segundos": results},
