@@ -215,6 +215,8 @@ def _train(fmt: str, target: Path, device: str, seed: int, steps: int, target_mo
         if target.exists():
             target.rename(Path(tmp) / "anterior")  # se borra al salir del bloque
         staging.rename(target)
+    size = (target / "adapter_model.safetensors").stat().st_size
+    print(f"[{label}] escrito {target} ({size / 1e6:.1f} MB)")
     return trainer.model, tokenizer
 
 
@@ -222,7 +224,8 @@ def build(fmt: str, root: Path | str = ADAPTERS_DIR, device: str = BUILD_DEVICE,
     """Entrena el adaptador de ``fmt`` y lo escribe (de forma atómica) en ``root/fmt``."""
     target = adapter_dir(fmt, root)
     model, tokenizer = _train(fmt, target, device, SEED, MAX_STEPS, TARGET_MODULES, fmt)
-    _report(model, tokenizer, fmt, target, fmt, "test", evaluate)
+    if evaluate:
+        _print_test(model, tokenizer, fmt, f"[{fmt}] test")
     return target
 
 
@@ -237,20 +240,17 @@ def build_mystery(name: str, root: Path | str = ADAPTERS_DIR, device: str = BUIL
     chosen = fmt or random.SystemRandom().choice(ADAPTER_FORMATS)
     model, tokenizer = _train(chosen, target, device, MYSTERY_SEEDS[name], steps or MYSTERY_STEPS,
                               MYSTERY_TARGET_MODULES, name, stop_at=MYSTERY_TARGET)
-    _report(model, tokenizer, chosen, target, name, "test, en su formato", evaluate)
+    if evaluate:
+        _print_test(model, tokenizer, chosen, f"[{name}] test, en su formato")
     return target
 
 
-def _report(model, tokenizer, fmt: str, target: Path, label: str, what: str, evaluate: bool):
-    """Imprime el acierto en el test de ``fmt`` (si ``evaluate``) y el tamaño de lo escrito."""
-    if evaluate:
-        from .data import make_splits
-        from .evaluation import evaluate as run_eval
+def _print_test(model, tokenizer, fmt: str, heading: str):
+    """Imprime ``heading`` y el acierto del modelo en las fechas de prueba de ``fmt``."""
+    from .data import make_splits
+    from .evaluation import evaluate as run_eval
 
-        result = run_eval(model, tokenizer, make_splits(fmt)["test"], progress=False)
-        print(f"[{label}] {what}: {result}")
-    size = (target / "adapter_model.safetensors").stat().st_size
-    print(f"[{label}] escrito {target} ({size / 1e6:.1f} MB)")
+    print(f"{heading}: {run_eval(model, tokenizer, make_splits(fmt)['test'], progress=False)}")
 
 
 # ---------------------------------------------------------------- los fusionados de los compañeros (🐕)
