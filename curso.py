@@ -216,7 +216,7 @@ def script(path: str):
     return command
 
 
-exercises = in_venv("-m", "helpers.exercise_notebooks")
+exercises = in_venv("-m", "helpers.authoring.exercise_notebooks")
 
 
 def lab(args: list[str]) -> int:
@@ -271,13 +271,13 @@ COMMANDS = {
     "exercises": ("genera notebooks/ a partir de solutions/", exercises),
     "solutions": ("ejecuta de nuevo los cuadernos resueltos (o solutions NOMBRE...) y genera los de ejercicios",
                   solutions),
-    "adapters": ("vuelve a entrenar los adaptadores de adapters/", in_venv("-m", "helpers.build_adapters")),
-    "images": ("vuelve a dibujar las figuras de images/", in_venv("-m", "helpers.figures")),
+    "adapters": ("vuelve a entrenar los adaptadores de adapters/", in_venv("-m", "helpers.authoring.build_adapters")),
+    "images": ("vuelve a dibujar las figuras de images/", in_venv("-m", "helpers.authoring.figures")),
     "render": ("HTML y páginas PNG de los cuadernos resueltos (o render NOMBRE...) en salidas/render/",
-               in_venv("-m", "helpers.render")),
-    "grade": ("corrige entregas: grade ENTREGAS... --csv notas.csv", in_venv("-m", "helpers.grade")),
+               in_venv("-m", "helpers.authoring.render")),
+    "grade": ("corrige entregas: grade ENTREGAS... --csv notas.csv", in_venv("-m", "helpers.grading")),
     "release": ("copia del curso para el alumnado, sin soluciones: release CARPETA",
-                in_venv("-m", "helpers.release")),
+                in_venv("-m", "helpers.grading.release")),
     "bench-grading": ("mide la corrección con --jobs 1 y --jobs 2", script("benchmarks/grading.py")),
     "bench": ("mide la base del curso (carga y paso de entrenamiento)", script("benchmarks/foundation.py")),
     "bench-notebooks": ("mide cuánto tarda cada cuaderno resuelto", script("benchmarks/notebooks.py")),

@@ -19,10 +19,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from helpers.exercise_notebooks import SOLUTIONS_DIR
-from helpers.grading import course_copy, grade_paths
+from helpers.grading.chain import grade_paths
+from helpers.grading.release import course_copy
 from helpers.numbers import ratio
-from helpers.paths import output_dir
+from helpers.paths import SOLUTIONS_DIR, output_dir
 
 
 def main(argv: list[str] | None = None) -> int:

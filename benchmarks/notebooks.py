@@ -18,11 +18,11 @@ from pathlib import Path
 
 import nbformat
 
+from helpers.checks.cells import without_outputs
 from helpers.checks.registry import NOTEBOOKS
-from helpers.exercise_notebooks import SOLUTIONS_DIR, without_outputs
-from helpers.grading_run import HANDED_OVER, execute
-from helpers.judge import judge  # en este proceso: las soluciones son de confianza
-from helpers.paths import output_dir
+from helpers.grading.judge import judge  # en este proceso: las soluciones son de confianza
+from helpers.grading.run import HANDED_OVER, execute
+from helpers.paths import SOLUTIONS_DIR, output_dir
 
 TIMEOUT_S, MAX_OUTPUT = 3600, 64 * 2**20
 

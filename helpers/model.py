@@ -197,3 +197,11 @@ def load_base_model(device: str | None = None, dtype=None, path: str | None = No
     with hub_offline():
         model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype or pick_dtype(device))
     return model.to(device), load_tokenizer(path)
+
+
+def fresh_base():
+    """El modelo base del curso, recién cargado en CPU y float32 (así corrige quien corrige)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(base_model_path(), dtype=torch.float32)

@@ -6,6 +6,8 @@ import os
 from pathlib import Path
 
 COURSE_ROOT = Path(__file__).resolve().parent.parent
+SOLUTIONS_DIR = COURSE_ROOT / "solutions"
+NOTEBOOKS_DIR = COURSE_ROOT / "notebooks"
 OUTPUT_ENV = "CURSO_LORA_OUTPUT"
 
 

@@ -19,7 +19,7 @@ from collections import defaultdict
 import nbformat
 import pytest
 
-from helpers.exercise_notebooks import BEGIN, checks_called
+from helpers.checks.cells import BEGIN, checks_called
 
 MARKS = "✅❌⏳"
 

@@ -174,7 +174,7 @@ def test_solutions_executes_then_coalesces_each_notebook_and_regenerates_the_exe
         [*nbconvert, "--execute", "--ExecutePreprocessor.timeout=1800", "solutions/b.ipynb"],
         [*nbconvert, "--CoalesceStreamsPreprocessor.enabled=True", "solutions/b.ipynb"],
     ]  # solo el nombrado; la segunda pasada junta las salidas que dejó la ejecución
-    assert commands[2][-2:] == ["-m", "helpers.exercise_notebooks"]
+    assert commands[2][-2:] == ["-m", "helpers.authoring.exercise_notebooks"]
     commands.clear()
     assert curso.solutions([]) == 0
     assert [c[-1] for c in commands[:4]] == ["solutions/a.ipynb"] * 2 + ["solutions/b.ipynb"] * 2

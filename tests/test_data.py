@@ -19,8 +19,8 @@ def test_formats_on_edge_dates(day, iso, us, en, dotted):
 
 
 def test_the_trained_format_is_not_one_a_shipped_adapter_produces():
-    from helpers.build_adapters import ADAPTER_FORMATS
     from helpers.data import SHIPPED_FORMATS, TRAINED_FORMAT
+    from helpers.shipped import ADAPTER_FORMATS
 
     assert set(SHIPPED_FORMATS) == set(ADAPTER_FORMATS) and TRAINED_FORMAT not in SHIPPED_FORMATS
     day = dt.date(2021, 3, 5)

@@ -5,9 +5,9 @@ import re
 import nbformat
 import pytest
 
+from helpers.checks.cells import checks_called
 from helpers.checks.registry import NOTEBOOKS, exercises_for
-from helpers.exercise_notebooks import SOLUTIONS_DIR, checks_called
-from helpers.paths import COURSE_ROOT
+from helpers.paths import COURSE_ROOT, SOLUTIONS_DIR
 
 LEVELS = "🐢🐕🦁"
 

@@ -7,8 +7,7 @@ import nbformat
 import peft
 from packaging.version import Version
 
-from helpers.exercise_notebooks import SOLUTIONS_DIR
-from helpers.paths import COURSE_ROOT
+from helpers.paths import COURSE_ROOT, SOLUTIONS_DIR
 
 PINNED = ("torch", "transformers", "peft", "trl", "datasets", "accelerate")
 

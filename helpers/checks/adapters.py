@@ -18,7 +18,9 @@ import json
 import math
 from pathlib import Path
 
-from ..build_adapters import (
+from ..colleagues import signature_nonce
+from ..numbers import decimal, integer, scientific
+from ..shipped import (
     ADAPTER_FORMATS,
     COLLEAGUES,
     LORA_ALPHA,
@@ -27,9 +29,7 @@ from ..build_adapters import (
     MYSTERY_NAMES,
     adapter_dir,
     mystery_dir,
-    signature_nonce,
 )
-from ..numbers import decimal, integer, scientific
 from . import handover
 from .core import exercise, expect
 from .models import base_checkpoint, is_peft_model, lora_layers
@@ -261,7 +261,7 @@ def _fresh_adapter_model(fmt: str, like):
     """Un modelo base nuevo con el adaptador publicado ``fmt``, en el dispositivo y la precisión de ``like``."""
     from peft import PeftModel
 
-    from .handover import fresh_base
+    from ..model import fresh_base
 
     param = next(like.parameters())
     return PeftModel.from_pretrained(fresh_base().to(param.dtype).to(param.device), str(adapter_dir(fmt)))

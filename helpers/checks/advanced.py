@@ -23,8 +23,8 @@ from ..advanced import (
     preference_pairs,
     relative_difference,
 )
-from ..build_adapters import ADAPTER_FORMATS
 from ..numbers import decimal, integer, percent, scientific
+from ..shipped import ADAPTER_FORMATS
 from . import handover
 from .adapters import FORMAT_NAMES, _shipped_scaling, _shipped_weights, _which_shipped
 from .core import exercise, expect

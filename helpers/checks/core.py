@@ -161,10 +161,10 @@ def solution_code(notebook: str, name: str, solutions_dir=None) -> str:
     """
     import nbformat
 
-    from .. import exercise_notebooks
-    from ..exercise_notebooks import checks_called, solution_regions
+    from ..paths import SOLUTIONS_DIR
+    from .cells import checks_called, solution_regions
 
-    path = Path(solutions_dir or exercise_notebooks.SOLUTIONS_DIR) / f"{notebook}.ipynb"
+    path = Path(solutions_dir or SOLUTIONS_DIR) / f"{notebook}.ipynb"
     if not path.is_file():  # la copia para el alumnado y la corrección no llevan soluciones
         return ("(las soluciones no están disponibles en esta copia del curso: pide ayuda a tu profesor o "
                 "usa la pista, `.hint()`)")

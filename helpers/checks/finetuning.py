@@ -21,6 +21,7 @@ from pathlib import Path
 
 from .. import numbers
 from ..data import FORMATS, TRAINED_FORMAT
+from ..model import fresh_base
 from . import handover, lora_weights
 from .core import exercise, expect
 from .models import base_checkpoint, is_peft_model, lora_layers
@@ -102,7 +103,7 @@ def _tolerance(model) -> float:
 
 def _fresh_base(like):
     """Un modelo base recién cargado, en el dispositivo y la precisión de ``like``."""
-    model = handover.fresh_base()
+    model = fresh_base()
     param = _param(like)
     return model.to(device=param.device, dtype=param.dtype)
 
@@ -301,7 +302,7 @@ def _base_loss(examples, rows, peft_model=None) -> float:
             with peft_model.disable_adapter():
                 _BASE_LOSSES[key] = _completion_loss(peft_model, rows)
         else:
-            _BASE_LOSSES[key] = _completion_loss(handover.fresh_base(), rows)
+            _BASE_LOSSES[key] = _completion_loss(fresh_base(), rows)
     return _BASE_LOSSES[key]
 
 

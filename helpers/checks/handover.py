@@ -7,7 +7,7 @@ la misma función de comprobación sobre ellos.
 
 Lo que escribe una entrega no es de fiar y no se trata como tal. Quien corrige, antes de cargar nada,
 valida cada formato como datos (``validate``; ``refusals`` para un ejercicio entero): cada archivo se abre
-sin seguir enlaces, solo si es un archivo normal y con tope de tamaño (``helpers.safe_files``); las
+sin seguir enlaces, solo si es un archivo normal y con tope de tamaño (``helpers.checks.safe_files``); las
 configuraciones de LoRA pasan por una lista blanca y las cabeceras de safetensors se comprueban antes de
 reservar memoria (``helpers.checks.whitelist``). Nada se carga con pickle ni ejecuta código. Lo que no
 encaja llega a la comprobación como ``Unexpected``, que la comprobación rechaza como rechaza cualquier
@@ -24,8 +24,8 @@ import shutil
 from pathlib import Path
 from types import SimpleNamespace
 
-from ..safe_files import Refused, sha256_regular
 from . import whitelist
+from .safe_files import Refused, sha256_regular
 
 HANDOVER_ENV = "CURSO_LORA_HANDOVER"
 MARKER = "objeto.json"  # en cada carpeta de argumento: qué formato es y qué tipo tenía el objeto
@@ -121,7 +121,7 @@ class PeftConfig(Format):
 
         if not isinstance(value, Base):
             raise TypeError(type(value).__name__)
-        (folder / "config.json").write_text(json.dumps(_encode(_plain(value.to_dict()))), encoding="utf-8")
+        (folder / "config.json").write_text(json.dumps(_encode(whitelist.plain(value.to_dict()))), encoding="utf-8")
 
     def load(self, folder):
         from peft import LoraConfig
@@ -136,19 +136,6 @@ class PeftConfig(Format):
         if isinstance(data, dict) and data.get("peft_type") != "LORA":
             return  # llega como Unexpected: la comprobación dice que no es una LoraConfig
         whitelist.lora_config(data, strict=False)
-
-
-def _plain(value):
-    """Conjuntos y enumeraciones de una configuración, como listas y textos."""
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (set, frozenset)):
-        return sorted(_plain(v) for v in value)
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if hasattr(value, "value") and not isinstance(value, (int, float, str, bool)):
-        return value.value
-    return value
 
 
 # ---------------------------------------------------------------- carpetas
@@ -272,6 +259,8 @@ class Model(Format):
         if state["disabled"]:
             return Unexpected("un PeftModel con los adaptadores desactivados")
         configs = self.validate(folder)  # todo, antes de reservar memoria para nada
+        from ..model import fresh_base
+
         changed = load_file(str(folder / "pesos.safetensors"))
         model = fresh_base()
         params = dict(model.named_parameters())
@@ -303,16 +292,6 @@ class Model(Format):
                           else adapters[0])
         model.eval()
         return model
-
-
-def fresh_base():
-    """El modelo base del curso, recién cargado en CPU y float32 (así corrige quien corrige)."""
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    from ..model import base_model_path
-
-    return AutoModelForCausalLM.from_pretrained(base_model_path(), dtype=torch.float32)
 
 
 class Trainer(Format):

@@ -76,7 +76,7 @@ def folder_factors(folder) -> dict:
 @functools.cache
 def shipped_factors(fmt: str) -> dict:
     """Los factores del adaptador publicado ``adapters/<fmt>``."""
-    from ..build_adapters import adapter_dir
+    from ..shipped import adapter_dir
 
     return folder_factors(adapter_dir(fmt))
 
@@ -103,7 +103,7 @@ def similarity(f: dict, g: dict) -> float:
 
 def closest_shipped(f: dict, formats=None) -> tuple[str | None, float]:
     """(formato, similitud) del adaptador publicado de ``adapters/`` cuyo ΔW más se parece al de ``f``."""
-    from ..build_adapters import ADAPTER_FORMATS
+    from ..shipped import ADAPTER_FORMATS
 
     scores = {fmt: similarity(f, shipped_factors(fmt)) for fmt in (formats or ADAPTER_FORMATS)}
     best = max(scores, key=scores.get)

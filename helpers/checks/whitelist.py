@@ -30,7 +30,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..safe_files import Refused, open_regular
+from .safe_files import Refused, open_regular
 
 MAX_RANK = 512  # el rango de la comprobación llega a 256; PEFT guarda OLoRA/PiSSA convertidos con 2·r
 MAX_ALPHA = 1e6
@@ -101,11 +101,23 @@ def _defaults() -> dict:
 
     from peft import LoraConfig
 
-    from .handover import _plain
 
     default = LoraConfig()
-    return {f.name: json.loads(json.dumps(_plain(_asdict(getattr(default, f.name)))))
+    return {f.name: json.loads(json.dumps(plain(_asdict(getattr(default, f.name)))))
             for f in dataclasses.fields(LoraConfig)}
+
+
+def plain(value):
+    """Conjuntos y enumeraciones de una configuración, como listas y textos."""
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, (set, frozenset)):
+        return sorted(plain(v) for v in value)
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    if hasattr(value, "value") and not isinstance(value, (int, float, str, bool)):
+        return value.value
+    return value
 
 
 def _asdict(value):
@@ -305,7 +317,7 @@ def check_base_file(path, *, label: str | None = None) -> dict:
 
 def read_json(path, *, cap: int = MAX_JSON_BYTES, label: str | None = None):
     """Un JSON de un archivo normal de hasta ``cap`` bytes; si no, ``Refused``."""
-    from ..safe_files import read_regular
+    from .safe_files import read_regular
 
     label = label or Path(path).name
     data = read_regular(path, cap=cap, label=label)

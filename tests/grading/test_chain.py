@@ -3,7 +3,7 @@
 Casi todo se prueba con cuadernos pequeños del cuaderno de carga (un kernel cada uno, unos segundos), que
 usan las comprobaciones reales: una entrega honrada y una por cada forma de hacer trampa, también contra el
 juez (issue 19: su propio juez, configuraciones falsificadas, enlaces y tuberías donde se lee). Se corrigen
-juntas, una sola vez, con la orden de línea (``python -m helpers.grade``), en paralelo. Al final, los
+juntas, una sola vez, con la orden de línea (``python -m helpers.grading``), en paralelo. Al final, los
 cuadernos reales del curso.
 """
 
@@ -20,25 +20,16 @@ import psutil
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
+from helpers.checks.cells import checks_called
 from helpers.checks.registry import EXERCISES, NOTEBOOKS, exercises_for
-from helpers.exercise_notebooks import NOTEBOOKS_DIR, SOLUTIONS_DIR, checks_called
-from helpers.grade import main, merge_csvs
-from helpers.grading import (
-    Grade,
-    SubmissionError,
-    course_copy,
-    csv_header,
-    expand_paths,
-    grade_file,
-    identify,
-    prepare,
-    shard,
-    table,
-    write_csv,
-)
-from helpers.paths import COURSE_ROOT
-from helpers.release import build_release
-from helpers.sandbox import sandbox_available
+from helpers.grading.chain import grade_file
+from helpers.grading.cli import main
+from helpers.grading.prepare import prepare
+from helpers.grading.read import SubmissionError, expand_paths, identify, shard
+from helpers.grading.release import build_release, course_copy
+from helpers.grading.report import Grade, csv_header, merge_csvs, table, write_csv
+from helpers.grading.sandbox import sandbox_available
+from helpers.paths import COURSE_ROOT, NOTEBOOKS_DIR, SOLUTIONS_DIR
 from tests.budgets import with_tiny_budget
 
 NOTEBOOK = "load_lora_adapter_example"
@@ -87,7 +78,7 @@ def test_prepare_restores_every_check_cell_from_the_instructors_copy():
 def test_the_release_has_no_solutions_and_never_overwrites(tmp_path):
     release = build_release(tmp_path / "curso")
     assert not (release / "solutions").exists() and not (release / "tests").exists()
-    assert (release / "notebooks" / f"{NOTEBOOK}.ipynb").is_file() and (release / "helpers" / "judge.py").is_file()
+    assert (release / "notebooks" / f"{NOTEBOOK}.ipynb").is_file() and (release / "helpers" / "grading" / "judge.py").is_file()
     assert (release / "adapters" / "iso" / "adapter_model.safetensors").is_file()
     with pytest.raises(FileExistsError, match="no está vacía"):
         build_release(release)
@@ -257,11 +248,12 @@ config = {"peft_type": "LORA", "task_type": "CAUSAL_LM", "r": 8, "lora_alpha": 1
                                                           "none": False}))
 files = ["config/config.json", "config/objeto.json"]
 (root / handover.MANIFEST).write_text(json.dumps({f: handover._sha256(root / f) for f in files}))"""
-# su propio helpers/judge.py en la carpeta de trabajo (el juez antiguo se lanzaba desde ahí con -m)
+# su propio helpers/grading/judge.py en la carpeta de trabajo (el juez antiguo se lanzaba desde ahí con -m)
 OWN_JUDGE = '''import os, textwrap
-os.makedirs("helpers", exist_ok=True)
+os.makedirs("helpers/grading", exist_ok=True)
 open("helpers/__init__.py", "w").write("")
-open("helpers/judge.py", "w").write(textwrap.dedent("""
+open("helpers/grading/__init__.py", "w").write("")
+open("helpers/grading/judge.py", "w").write(textwrap.dedent("""
     import json
     open(@OUTSIDE@, "w").write("el juez de la entrega se ejecutó fuera de la caja")
     try:
@@ -383,7 +375,7 @@ def class_graded(tmp_path_factory):
     start = time.monotonic()
     # --memoria 2: una entrega honrada de este cuaderno y su juez usan ~1,1 GiB cada uno (medido); un juez
     # que reservara los 3 GiB de r=12000 se detendría por memoria, y su fila no diría «r=12000»
-    run = subprocess.run([sys.executable, "-m", "helpers.grade", "entregas", "--csv", "notas.csv", "--jobs", "2",
+    run = subprocess.run([sys.executable, "-m", "helpers.grading", "entregas", "--csv", "notas.csv", "--jobs", "2",
                           "--timeout", "300", "--max-salida", "2", "--memoria", "2", "--semilla", "7",
                           "--ejecutados", "ejecutados"],
                          cwd=root, capture_output=True, text=True, timeout=1500, check=False)
@@ -490,7 +482,7 @@ def test_a_symlink_to_a_classmate_is_refused_and_the_classmate_keeps_her_row(cla
 @needs_sandbox
 @pytest.mark.slow
 def test_a_judge_written_by_the_submission_never_runs(class_graded):
-    """Su helpers/judge.py no se importa: el juez es un Python aislado que importa la copia del curso."""
+    """Su helpers/grading/judge.py no se importa: el juez es un Python aislado que importa la copia del curso."""
     assert not class_graded["outside"]["@OUTSIDE@"].exists()
     row = class_graded["rows"]["juez_propio"]
     assert row["total"] == "0" and row["maximo"] == str(MAXIMUM), row
@@ -605,8 +597,8 @@ def test_the_objects_the_solutions_hand_over_earn_full_marks(name, course, tmp_p
     """
     import shutil
 
-    from helpers.grading_collect import collect
-    from helpers.grading_judge import run_judge
+    from helpers.grading.collect import collect
+    from helpers.grading.judge import run_judge
 
     names = [e.name for e in exercises_for(name)]
     run_folder = tmp_path / "entrega"

@@ -23,12 +23,12 @@ from peft import LoraConfig, PeftModel, get_peft_model
 from transformers import TextGenerationPipeline, pipeline
 from trl import SFTConfig, SFTTrainer
 
-from helpers.build_adapters import adapter_dir
 from helpers.checks import core, handover, lora_weights, registry
 from helpers.checks import finetuning as checks
 from helpers.data import TRAINED_FORMAT, answer, make_splits
 from helpers.evaluation import EvalResult, evaluate
 from helpers.model import load_base_model, load_tokenizer
+from helpers.shipped import adapter_dir
 from helpers.training import score_only_labelled_tokens, sft_device_args
 
 HIDDEN_SEED = 7
@@ -663,7 +663,7 @@ def test_every_name_a_hint_calls_exists_in_the_notebook():
     from peft.tuners.lora import LoraModel
     from trl import SFTTrainer
 
-    from helpers.exercise_notebooks import NOTEBOOKS_DIR
+    from helpers.paths import NOTEBOOKS_DIR
 
     notebook = "\n".join(c.source for c in nbformat.read(NOTEBOOKS_DIR / "lora_finetuning.ipynb", as_version=4).cells
                          if c.cell_type == "code")

@@ -3,7 +3,7 @@
 Sin kernels ni modelos (salvo la arquitectura en «meta», sin pesos): leer sin seguir enlaces ni esperar a
 tuberías, recoger con topes y manifiesto, la lista blanca de configuraciones y cabeceras de safetensors, y
 el intérprete aislado del juez con sus fallos (tiempo, error, basura). Lo mismo, de punta a punta y con la
-orden de línea, está en ``tests/test_grading.py`` (la clase que hace trampas).
+orden de línea, está en ``tests/grading/test_chain.py`` (la clase que hace trampas).
 """
 
 import json
@@ -19,12 +19,12 @@ from pathlib import Path
 import pytest
 
 from helpers.checks import handover, whitelist
-from helpers.grading_collect import collect
-from helpers.grading_judge import JudgeFailed, JudgeLimits, judge_command, run_judge
-from helpers.grading_run import write_own
+from helpers.checks.safe_files import Budget, Refused, copy_tree, open_folder, read_regular
+from helpers.grading.collect import collect
+from helpers.grading.judge import JudgeFailed, JudgeLimits, judge_command, run_judge
+from helpers.grading.run import write_own
+from helpers.grading.sandbox import sandbox_available
 from helpers.paths import COURSE_ROOT
-from helpers.safe_files import Budget, Refused, copy_tree, open_folder, read_regular
-from helpers.sandbox import sandbox_available
 
 ISO = COURSE_ROOT / "adapters" / "iso"
 ISO_CONFIG = json.loads((ISO / "adapter_config.json").read_text())
@@ -326,13 +326,14 @@ def test_the_judge_refuses_a_forged_model_without_loading_it(tmp_path):
 
 @pytest.fixture
 def fake_course(tmp_path):
-    """Una copia del curso cuyo helpers/judge.py se sustituye por el de cada prueba."""
+    """Una copia del curso cuyo helpers/grading/judge.py se sustituye por el de cada prueba."""
     course = tmp_path / "curso"
-    (course / "helpers").mkdir(parents=True)
+    (course / "helpers" / "grading").mkdir(parents=True)
     (course / "helpers" / "__init__.py").write_text("")
+    (course / "helpers" / "grading" / "__init__.py").write_text("")
 
     def with_judge(code):
-        (course / "helpers" / "judge.py").write_text(code)
+        (course / "helpers" / "grading" / "judge.py").write_text(code)
         return course
 
     return with_judge

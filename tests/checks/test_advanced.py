@@ -8,11 +8,11 @@ corrección: ``handover.write`` en una carpeta y ``Exercise.judge`` en fechas oc
 import pytest
 
 from helpers.advanced import generate_mixed, lora_deltas, preference_pairs
-from helpers.build_adapters import adapter_dir
 from helpers.checks import advanced as checks
 from helpers.checks import handover
 from helpers.evaluation import generate
 from helpers.model import load_base_model, load_tokenizer
+from helpers.shipped import adapter_dir
 from tests.checking import assert_fails, run
 
 SEED = 7

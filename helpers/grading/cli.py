@@ -2,15 +2,15 @@
 
 Uso::
 
-    python -m helpers.grade ENTREGA.ipynb [MÁS.ipynb | CARPETA ...] --csv notas.csv [--jobs N]
-    python -m helpers.grade entregas/ --parte 2/4 --csv notas-2.csv     # una de 4 máquinas
-    python -m helpers.grade --unir notas-*.csv --csv notas.csv           # juntar las partes
+    python -m helpers.grading ENTREGA.ipynb [MÁS.ipynb | CARPETA ...] --csv notas.csv [--jobs N]
+    python -m helpers.grading entregas/ --parte 2/4 --csv notas-2.csv     # una de 4 máquinas
+    python -m helpers.grading --unir notas-*.csv --csv notas.csv           # juntar las partes
     make grade ENTREGAS="entregas/" CSV=notas.csv
 
 Cada entrega se ejecuta en una caja de arena (bubblewrap) sobre una copia del curso sin soluciones, con
 límites de tiempo, memoria, procesos y salida; lo que deja se recoge como datos (sin seguir enlaces, con
 topes) y los puntos los decide después el juez, código de quien corrige en un Python aislado y en la
-misma caja, que valida lo entregado y lo comprueba con fechas ocultas (ver ``helpers.grading``). Las
+misma caja, que valida lo entregado y lo comprueba con fechas ocultas (ver ``helpers.grading.chain``). Las
 entregas nunca se modifican. Sale con 0 aunque alguna fila tenga un motivo (la fila lo explica); con 2 si la orden está
 mal escrita.
 """
@@ -18,7 +18,6 @@ mal escrita.
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import re
 import secrets
@@ -27,26 +26,19 @@ from pathlib import Path
 
 import nbformat
 
-from .grading import (
-    DEFAULT_TIMEOUT,
-    Grade,
-    RunLimits,
-    course_copy,
-    csv_header,
-    expand_paths,
-    grade_paths,
-    shard,
-    table,
-    write_csv,
-)
+from .chain import grade_paths
+from .read import expand_paths, shard
+from .release import course_copy
+from .report import Grade, merge_csvs, table, write_csv
+from .run import DEFAULT_TIMEOUT, RunLimits
 from .sandbox import sandbox_available
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m helpers.grade",
+        prog="python -m helpers.grading",
         description="Ejecuta cada entrega (una copia) y escribe sus puntos en un CSV.",
-        epilog="Ejemplo: python -m helpers.grade entregas/ --csv notas.csv --timeout 1800")
+        epilog="Ejemplo: python -m helpers.grading entregas/ --csv notas.csv --timeout 1800")
     parser.add_argument("entregas", nargs="*", metavar="ENTREGA",
                         help="cuadernos .ipynb o carpetas (se corrigen sus .ipynb, también en subcarpetas)")
     parser.add_argument("--csv", default="notas.csv", metavar="NOTAS.csv",
@@ -79,25 +71,6 @@ def _part(text: str) -> tuple[int, int]:
     if not match or not 1 <= int(match[1]) <= int(match[2]):
         raise ValueError(f"--parte {text!r}: escribe I/N con 1 ≤ I ≤ N, por ejemplo --parte 2/4")
     return int(match[1]), int(match[2])
-
-
-def merge_csvs(parts: list[Path], csv_path: Path) -> int:
-    """Junta los CSV de las partes (misma cabecera) en ``csv_path``, ordenados por archivo; devuelve las filas."""
-    rows, header = [], csv_header()
-    for path in parts:
-        with path.open(encoding="utf-8", newline="") as handle:
-            reader = csv.reader(handle)
-            if next(reader, None) != header:
-                raise ValueError(f"{path} no es un CSV de notas de esta versión del curso (otra cabecera)")
-            rows += list(reader)
-    rows.sort(key=lambda row: row[0])
-    partial = csv_path.with_name(f".{csv_path.name}.parcial")
-    with partial.open("w", encoding="utf-8", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(header)
-        writer.writerows(rows)
-    os.replace(partial, csv_path)
-    return len(rows)
 
 
 def _inside(path: Path, folder: Path) -> bool:

@@ -13,9 +13,9 @@ from pathlib import Path
 import psutil
 import pytest
 
-from helpers import sandbox
+from helpers.grading import sandbox
+from helpers.grading.sandbox import Limits, run_sandboxed, sandbox_available
 from helpers.paths import COURSE_ROOT
-from helpers.sandbox import Limits, run_sandboxed, sandbox_available
 
 AVAILABLE, WHY = sandbox_available()
 needs_bwrap = pytest.mark.skipif(not AVAILABLE, reason=f"sin bubblewrap: {WHY}")
@@ -75,7 +75,7 @@ def test_a_classmates_file_and_the_course_stay_untouched(box):
 
 @needs_bwrap
 def test_the_original_repo_is_invisible(box):
-    secrets = [COURSE_ROOT / "solutions", COURSE_ROOT / "helpers" / "grading.py"]
+    secrets = [COURSE_ROOT / "solutions", COURSE_ROOT / "helpers" / "grading" / "chain.py"]
     assert all(path.exists() for path in secrets)
     result, output = box(f"import os; print([os.path.exists(p) for p in {[str(p) for p in secrets]}])")
     assert result.ok, output

@@ -5,7 +5,7 @@ se sustituye por un ``# TODO`` que deja la celda ejecutable: los nombres que la 
 en ``None``, así la comprobación siguiente responde con su mensaje en vez de con un error. Se quitan
 las salidas y los contadores de ejecución; todo lo demás queda igual.
 
-Uso: ``python -m helpers.exercise_notebooks`` (escribe; guarda antes una copia de lo que sustituye en
+Uso: ``python -m helpers.authoring.exercise_notebooks`` (escribe; guarda antes una copia de lo que sustituye en
 ``salidas/copias_de_notebooks/``) o ``--check`` (solo comprueba).
 """
 
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import ast
-import re
 import sys
 import textwrap
 import time
@@ -21,36 +20,10 @@ from pathlib import Path
 
 import nbformat
 
-from .paths import COURSE_ROOT, output_dir
+from ..checks.cells import BEGIN, END, checks_called, parse_cell, without_outputs
+from ..paths import COURSE_ROOT, NOTEBOOKS_DIR, SOLUTIONS_DIR, output_dir
 
-SOLUTIONS_DIR = COURSE_ROOT / "solutions"
-NOTEBOOKS_DIR = COURSE_ROOT / "notebooks"
-BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 TODO = "# TODO: completa este ejercicio{produce}. ¿Atascado? Prueba checks.{name}.hint()"
-
-
-def solution_regions(source: str) -> list[str]:
-    """El código de cada zona de solución de una celda (sin los marcadores, sin sangría común)."""
-    regions, current = [], None
-    for line in source.splitlines():
-        if line.strip() == BEGIN:
-            current = []
-        elif line.strip() == END and current is not None:
-            regions.append(textwrap.dedent("\n".join(current)))
-            current = None
-        elif current is not None:
-            current.append(line)
-    return regions
-
-
-def _parse(source: str) -> ast.Module:
-    """El árbol de una celda; entiende la sintaxis de IPython (``%magia``, ``!orden``)."""
-    try:
-        return ast.parse(source)
-    except SyntaxError:
-        from IPython.core.inputtransformer2 import TransformerManager
-
-        return ast.parse(TransformerManager().transform_cell(source))
 
 
 def _bound(target) -> list[str]:
@@ -95,7 +68,7 @@ def assigned_names(code: str) -> list[str]:
     en funciones ni clases. ``obj.attr = ...`` y ``d[k] = ...`` no ligan ningún nombre.
     """
     try:
-        tree = _parse(textwrap.dedent(code))
+        tree = parse_cell(textwrap.dedent(code))
     except SyntaxError:
         return []
     return list(dict.fromkeys(_bindings(tree.body)))
@@ -134,28 +107,6 @@ def exercise_for_cell(cells: list, index: int) -> str:
         for name in checks_called(cell.source if cell.cell_type == "code" else ""):
             return name
     return "ejercicio"
-
-
-def checks_called(source: str) -> list[str]:
-    """Los ejercicios que una celda comprueba: ``checks.X(...)`` (no ``checks.X.hint()`` ni comentarios)."""
-    try:
-        tree = _parse(source)
-    except SyntaxError:  # celda con un error de sintaxis: la llamada cuenta si está escrita
-        code = "\n".join(line.split("#", 1)[0] for line in source.splitlines())
-        return re.findall(r"(?<![\w.])checks\.(\w+)\s*\(", code)
-    return [node.func.attr for node in ast.walk(tree)
-            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
-            and isinstance(node.func.value, ast.Name) and node.func.value.id == "checks"]
-
-
-def without_outputs(nb):
-    """Copia del cuaderno sin salidas, contadores ni tiempos de ejecución (no modifica ``nb``)."""
-    nb = nbformat.from_dict(nb)
-    for cell in nb.cells:
-        if cell.cell_type == "code":
-            cell.outputs, cell.execution_count = [], None
-            cell.metadata.pop("execution", None)
-    return nb
 
 
 def exercise_notebook(solution):

@@ -8,7 +8,7 @@ import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 import helpers.checks as checks_pkg
-from helpers import exercise_notebooks
+from helpers import paths
 from helpers.checks import STRICT_ENV, Exercise, core, exercise, expect, handover
 from helpers.checks.core import solution_code
 from helpers.checks.registry import EXERCISES, NOTEBOOKS, POINTS_BY_LEVEL, exercises_for, info
@@ -184,7 +184,7 @@ def solutions_dir(tmp_path, monkeypatch):
         new_code_cell("checks.rank_sweep(None)"),
     ], metadata={"curso_lora": {"notebook": "lora_finetuning"}})
     nbformat.write(nb, tmp_path / "lora_finetuning.ipynb")
-    monkeypatch.setattr(exercise_notebooks, "SOLUTIONS_DIR", tmp_path)
+    monkeypatch.setattr(paths, "SOLUTIONS_DIR", tmp_path)
     return tmp_path
 
 
@@ -204,7 +204,7 @@ def test_solution_shows_the_code(solutions_dir, shown):
 
 
 def test_solution_without_the_solutions_notebook_explains_instead_of_crashing(tmp_path, monkeypatch, shown):
-    monkeypatch.setattr(exercise_notebooks, "SOLUTIONS_DIR", tmp_path / "no_existe")
+    monkeypatch.setattr(paths, "SOLUTIONS_DIR", tmp_path / "no_existe")
     make_lora_config_check().solution()
     assert "las soluciones no están disponibles" in shown[0]["text/plain"]
     (tmp_path / "lora_finetuning.ipynb").write_text("{roto", encoding="utf-8")

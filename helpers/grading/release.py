@@ -2,7 +2,7 @@
 
 Uso::
 
-    python -m helpers.release CARPETA      # make release DESTINO=CARPETA
+    python -m helpers.grading.release CARPETA      # make release DESTINO=CARPETA
 
 Lleva los cuadernos de ejercicios, los helpers, los adaptadores, las figuras, la lección y lo necesario
 para instalar; no lleva ``solutions/``, ni las pruebas (que leen las soluciones), ni salidas. La corrección
@@ -13,11 +13,13 @@ ejecuta cada entrega sobre una copia así, de modo que una entrega no puede leer
 from __future__ import annotations
 
 import argparse
+import contextlib
 import shutil
 import sys
+import tempfile
 from pathlib import Path
 
-from .paths import COURSE_ROOT
+from ..paths import COURSE_ROOT
 
 INCLUDED = ("notebooks", "helpers", "adapters", "images", "configs", "README.md", "lora_adapters.md",
             "prompt_tuning.md", "requirements.txt", "pyproject.toml", "Makefile", "curso.py")
@@ -40,8 +42,18 @@ def build_release(destination, source: Path = COURSE_ROOT) -> Path:
     return destination
 
 
+@contextlib.contextmanager
+def course_copy(source: Path | None = None):
+    """Una copia temporal del curso sin soluciones (la que ven las entregas), borrada al terminar."""
+    from ..model import base_model_path
+
+    base_model_path()  # el modelo convertido ya en caché: dentro de la caja solo se lee
+    with tempfile.TemporaryDirectory(prefix="curso-lora-curso-") as tmp:
+        yield build_release(Path(tmp) / "curso", Path(source or COURSE_ROOT))
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m helpers.release",
+    parser = argparse.ArgumentParser(prog="python -m helpers.grading.release",
                                      description="Copia el curso para el alumnado, sin soluciones.")
     parser.add_argument("carpeta", help="carpeta nueva (o vacía) donde dejar la copia")
     args = parser.parse_args(argv)

@@ -17,23 +17,16 @@ import nbformat
 import pytest
 import torch
 
-from helpers.build_adapters import (
-    COLLEAGUES,
-    MERGE_STORIES,
-    MYSTERY_NAMES,
-    adapter_dir,
-    colleague_merge,
-    colleague_merges,
-    lora_config,
-    mystery_dirs,
-)
+from helpers.authoring.build_adapters import lora_config
 from helpers.checks import adapters as checks
 from helpers.checks import handover
 from helpers.checks.registry import exercises_for
+from helpers.colleagues import colleague_merge, colleague_merges
 from helpers.data import SHIPPED_FORMATS, answer, make_splits
 from helpers.evaluation import exact_match, generate
-from helpers.exercise_notebooks import SOLUTIONS_DIR
 from helpers.model import base_model_path, load_base_model, load_tokenizer
+from helpers.paths import SOLUTIONS_DIR
+from helpers.shipped import COLLEAGUES, MERGE_STORIES, MYSTERY_NAMES, adapter_dir, mystery_dirs
 from tests.checking import assert_fails, run
 
 N = checks.MYSTERY_MIN_ROWS  # las fechas del ejercicio 🦁 en el cuaderno (N_MYSTERY)
@@ -668,11 +661,10 @@ def test_solutions_are_read_from_the_solution_notebook(capsys):
 MERGE_NOISE = """
 import torch
 from peft import PeftModel
-from helpers.build_adapters import adapter_dir
-from helpers.checks.handover import fresh_base
 from helpers.data import Examples
 from helpers.evaluation import logits
-from helpers.model import load_tokenizer
+from helpers.model import fresh_base, load_tokenizer
+from helpers.shipped import adapter_dir
 tokenizer, prompts = load_tokenizer(), Examples("validation").prompts(4)
 ballast = [torch.empty(n) for n in (12_345, 678_901)]  # cambia la alineación de lo que venga después
 adapter = PeftModel.from_pretrained(fresh_base(), str(adapter_dir("iso")))

@@ -2,7 +2,7 @@
 
 Tras la ejecución en la caja, la carpeta de la entrega es del alumno: pudo dejar ahí cualquier cosa
 (enlaces a las soluciones, tuberías que bloquean al que lee, archivos enormes, miles de archivos). Este
-paso saca de ella, archivo a archivo y sin seguir enlaces (``helpers.safe_files``), solo lo que la
+paso saca de ella, archivo a archivo y sin seguir enlaces (``helpers.checks.safe_files``), solo lo que la
 corrección usa:
 
 - ``entregado/<ejercicio>/``: lo entregado por cada ejercicio del cuaderno (según el registro), copiado
@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .grading_run import EXECUTED, HANDED_OVER, STATE
-from .safe_files import Budget, Missing, Refused, copy_tree, open_folder, read_regular
+from ..checks.safe_files import Budget, Missing, Refused, copy_tree, open_folder, read_regular
+from .run import EXECUTED, HANDED_OVER, STATE
 
 MANIFEST = "manifiesto.json"  # el de helpers.checks.handover (sin importarlo: este paso no carga PEFT)
 MAX_STATE_BYTES = 64 * 2**10

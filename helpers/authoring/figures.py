@@ -1,6 +1,6 @@
 """Figuras de la lección, dibujadas con matplotlib para poder regenerarlas (y traducirlas).
 
-``python -m helpers.figures`` (o ``make images``) escribe ``images/lora_adapter.png``.
+``python -m helpers.authoring.figures`` (o ``make images``) escribe ``images/lora_adapter.png``.
 Para traducir la figura basta con cambiar los textos de ``TEXTS``.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .paths import COURSE_ROOT
+from ..paths import COURSE_ROOT
 
 IMAGES_DIR = COURSE_ROOT / "images"
 

@@ -1,4 +1,4 @@
-"""helpers/render.py: los cuadernos en HTML y en páginas PNG para revisarlos (make render).
+"""helpers/authoring/render.py: los cuadernos en HTML y en páginas PNG para revisarlos (make render).
 
 Casi todo se prueba sin navegador; la prueba con Chromium solo corre donde lo hay.
 """
@@ -8,7 +8,7 @@ import struct
 import nbformat
 import pytest
 
-from helpers import render
+from helpers.authoring import render
 
 
 def write_notebook(path, *cells):

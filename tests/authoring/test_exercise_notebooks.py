@@ -6,23 +6,18 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
-from helpers import exercise_notebooks as en
-from helpers.exercise_notebooks import (
-    BEGIN,
-    END,
-    NOTEBOOKS_DIR,
-    SOLUTIONS_DIR,
+from helpers.authoring import exercise_notebooks as en
+from helpers.authoring.exercise_notebooks import (
     TODO,
     assigned_names,
-    checks_called,
     exercise_notebook,
     expected_exercise_notebooks,
     main,
     render,
-    solution_regions,
     strip_solutions,
 )
-from helpers.paths import OUTPUT_ENV
+from helpers.checks.cells import BEGIN, END, checks_called, solution_regions
+from helpers.paths import NOTEBOOKS_DIR, OUTPUT_ENV, SOLUTIONS_DIR
 
 
 def region(code: str, indent: str = "") -> str:

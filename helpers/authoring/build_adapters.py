@@ -10,10 +10,10 @@ que acierta la mayoría de las fechas pero no todas) con un formato que el const
 **no escribe en ningún sitio**: ni en el nombre, ni en la configuración, ni en la salida. Lo que responde
 cada uno solo se sabe preguntándole (y eso hace la comprobación). Pueden repetir formato.
 
-``colleague_merges()``: los modelos fusionados "de tres compañeros" del ejercicio 🐕, hechos al momento
-y cada uno con una historia sorteada (bien hecho, o con uno de cuatro fallos típicos al fusionar).
+Los fusionados "de tres compañeros" del ejercicio 🐕 se hacen al momento en el cuaderno
+(``helpers.colleagues``); los hechos de los publicados (formatos, carpetas, forma) están en ``helpers.shipped``.
 
-Uso: ``python -m helpers.build_adapters`` (o ``make adapters``); ``--formats iso`` para construir solo
+Uso: ``python -m helpers.authoring.build_adapters`` (o ``make adapters``); ``--formats iso`` para construir solo
 uno, ``--formats misterio`` para los tres sin etiqueta. Entrena con ``SFTTrainer`` en CPU y float32 con
 una semilla fija, así que los tres publicados salen iguales en cada ejecución en la misma máquina (los
 de ``misterio`` cambian de formato en cada construcción). Cada carpeta queda en el formato estándar de
@@ -35,21 +35,24 @@ import tempfile
 import time
 from pathlib import Path
 
-from .paths import COURSE_ROOT
+from ..shipped import (
+    ADAPTER_FILES,
+    ADAPTER_FORMATS,
+    ADAPTERS_DIR,
+    BASE_MODEL_NAME,
+    LORA_ALPHA,
+    LORA_R,
+    MYSTERY_NAMES,
+    MYSTERY_SUBDIR,
+    MYSTERY_TARGET_MODULES,
+    TARGET_MODULES,
+    adapter_dir,
+    mystery_dir,
+)
 
-ADAPTERS_DIR = COURSE_ROOT / "adapters"
-ADAPTER_FORMATS = ("iso", "us", "en")
-ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
-# Lo que figura como modelo base en adapter_config.json: el nombre del modelo del curso en el Hub,
-# no una ruta de esta máquina. PeftModel.from_pretrained(base, carpeta) usa el `base` que se le pasa.
-BASE_MODEL_NAME = "HuggingFaceTB/SmolLM2-135M-Instruct"
-
-# La receta (igual para los tres formatos)
+# La receta (igual para los tres formatos; su forma, r, alpha y capas, está en helpers.shipped)
 SEED = 0
-LORA_R = 8
-LORA_ALPHA = 16
 LORA_DROPOUT = 0.0
-TARGET_MODULES = ("q_proj", "v_proj")
 LEARNING_RATE = 4e-3
 BATCH_SIZE = 8
 MAX_STEPS = 96
@@ -57,14 +60,7 @@ WARMUP_STEPS = 4
 LR_SCHEDULER = "linear"
 BUILD_DEVICE = "cpu"  # CPU y float32: el mismo resultado en cada ejecución
 
-# Los tres sin etiqueta (ejercicio 🦁). Nombres que PEFT acepta sin avisar: "a" está dentro de "lora_", y
-# PEFT avisa de que un nombre así puede perder pesos al cargar.
-MYSTERY_NAMES = ("x", "y", "z")
-MYSTERY_SUBDIR = "misterio"
 MYSTERY_SEEDS = {"x": 101, "y": 202, "z": 303}  # otra semilla que los publicados (0) y otra para cada uno
-# Otras capas que los publicados: sus ΔW no comparten ninguna capa con adapters/iso|us|en, así que no
-# se pueden "reconocer" comparando pesos con ellos; solo preguntándoles.
-MYSTERY_TARGET_MODULES = ("k_proj", "o_proj")
 # A medio entrenar: aciertan la mayoría en su formato, no todas, así que su columna de respuestas no es la
 # clave (`expected`) y solo se obtiene generando. Cuánto cuesta depende del formato (a 24 pasos medimos 66 % en
 # uno y 96 % en otros dos), así que se para en cuanto acierta MYSTERY_TARGET de MYSTERY_CHECK_ROWS fechas de
@@ -73,42 +69,6 @@ MYSTERY_STEPS = 24
 MYSTERY_TARGET = 0.6
 MYSTERY_CHECK_ROWS = 24
 MYSTERY_FIRST_CHECK, MYSTERY_CHECK_EVERY = 6, 2
-
-# Las historias de los fusionados de los compañeros (ejercicio 🐕): qué hizo cada uno al fusionar el ISO.
-COLLEAGUES = ("ana", "bruno", "carla")
-MERGE_STORIES = {
-    "bien": "fusionó bien: `merge_and_unload()` sobre un modelo base recién cargado",
-    "sin_fusionar": "llamó a `unload()` en vez de `merge_and_unload()`: quitó el adaptador sin sumarlo",
-    "dos_veces": "cargó el adaptador sobre un modelo que ya estaba fusionado y volvió a fusionar",
-    "sin_escala": "fusionó a mano, `W + B·A`, y se olvidó de la escala `lora_alpha / r`",
-    "otro_adaptador": "fusionó el adaptador de otra carpeta de `adapters/`, no el ISO",
-}
-# Firma de un fusionado de compañero: `model.norm.weight` × (1 ± 2⁻¹⁶) con un patrón de signos que sale de
-# un número al azar. No cambia lo que se mide (pesos de las capas adaptadas; los logits se mueven ~1e-3, lo
-# mismo que el ruido de una fusión correcta), pero un modelo recién cargado o fusionado por uno mismo no la
-# lleva: así la comprobación sabe que `broken` es el que llegó del compañero.
-SIGNATURE_SCALE = 2.0**-16
-SIGNATURE_NONCE_BITS = 32
-
-
-def adapter_dir(fmt: str, root: Path | str = ADAPTERS_DIR) -> Path:
-    """Carpeta del adaptador de un formato ('iso', 'us' o 'en')."""
-    if fmt not in ADAPTER_FORMATS:
-        raise ValueError(f"No hay adaptador para el formato {fmt!r}. Usa uno de: {', '.join(ADAPTER_FORMATS)}.")
-    return Path(root) / fmt
-
-
-def mystery_dir(name: str, root: Path | str = ADAPTERS_DIR) -> Path:
-    """Carpeta del adaptador sin etiqueta ``name`` ('x', 'y' o 'z')."""
-    if name not in MYSTERY_NAMES:
-        raise ValueError(f"No hay adaptador sin etiqueta {name!r}. Usa uno de: {', '.join(MYSTERY_NAMES)}.")
-    return Path(root) / MYSTERY_SUBDIR / name
-
-
-def mystery_dirs(root: Path | str = ADAPTERS_DIR) -> dict[str, str]:
-    """{nombre: carpeta} de los tres adaptadores sin etiqueta del ejercicio 🦁."""
-    return {name: str(mystery_dir(name, root)) for name in MYSTERY_NAMES}
-
 
 def lora_config(target_modules=TARGET_MODULES):
     """La ``LoraConfig`` con la que se entrenan los adaptadores."""
@@ -122,7 +82,7 @@ def sft_config(output_dir: Path | str, device: str = BUILD_DEVICE, seed: int = S
     """La ``SFTConfig`` del entrenamiento (pasos, lote, tasa de aprendizaje, semilla)."""
     from trl import SFTConfig
 
-    from .training import sft_device_args
+    from ..training import sft_device_args
 
     return SFTConfig(output_dir=str(output_dir), max_steps=steps or MAX_STEPS, per_device_train_batch_size=BATCH_SIZE,
                      learning_rate=LEARNING_RATE, lr_scheduler_type=LR_SCHEDULER, warmup_steps=WARMUP_STEPS,
@@ -167,8 +127,8 @@ def _stop_when_good_enough(fmt: str, tokenizer, target: float):
     """Un callback que para el entrenamiento en cuanto el modelo acierta ``target`` de las fechas de validación."""
     from transformers import TrainerCallback
 
-    from .data import answer, make_splits
-    from .evaluation import exact_match, generate
+    from ..data import answer, make_splits
+    from ..evaluation import exact_match, generate
 
     rows = make_splits(fmt)["validation"].select(range(MYSTERY_CHECK_ROWS))
     prompts, expected = [r["prompt"] for r in rows], [answer(r) for r in rows]
@@ -194,8 +154,8 @@ def _train(fmt: str, target: Path, device: str, seed: int, steps: int, target_mo
     import transformers
     from trl import SFTTrainer
 
-    from .data import make_splits
-    from .model import load_base_model
+    from ..data import make_splits
+    from ..model import load_base_model
 
     target.parent.mkdir(parents=True, exist_ok=True)
     transformers.set_seed(seed)
@@ -247,83 +207,10 @@ def build_mystery(name: str, root: Path | str = ADAPTERS_DIR, device: str = BUIL
 
 def _print_test(model, tokenizer, fmt: str, heading: str):
     """Imprime ``heading`` y el acierto del modelo en las fechas de prueba de ``fmt``."""
-    from .data import make_splits
-    from .evaluation import evaluate as run_eval
+    from ..data import make_splits
+    from ..evaluation import evaluate as run_eval
 
     print(f"{heading}: {run_eval(model, tokenizer, make_splits(fmt)['test'], progress=False)}")
-
-
-# ---------------------------------------------------------------- los fusionados de los compañeros (🐕)
-def _signature_signs(nonce: int, size: int):
-    """±1 de la firma: los primeros bits son ``nonce``; el resto sale de un generador sembrado con él."""
-    import torch
-
-    bits = [(nonce >> i) & 1 for i in range(SIGNATURE_NONCE_BITS)]
-    rest = torch.randint(0, 2, (size - SIGNATURE_NONCE_BITS,), generator=torch.Generator().manual_seed(nonce))
-    return torch.tensor(bits + rest.tolist(), dtype=torch.float32) * 2 - 1
-
-
-def signature_nonce(norm_weight, base_norm_weight) -> int | None:
-    """El número de la firma que lleva ``norm_weight`` frente al original, o None si no la lleva."""
-    import torch
-
-    ratio = norm_weight.detach().float().cpu() / base_norm_weight.float()
-    signs = torch.sign(ratio - 1)
-    if not bool(torch.all(torch.isclose((ratio - 1).abs(), torch.full_like(ratio, SIGNATURE_SCALE), rtol=0.05))):
-        return None
-    nonce = sum(1 << i for i in range(SIGNATURE_NONCE_BITS) if signs[i] > 0)
-    return nonce if torch.equal(signs, _signature_signs(nonce, len(signs))) else None
-
-
-def _lora_deltas(folder: Path) -> dict:
-    """{nombre del peso en el modelo: ΔW = escala · B · A} de un adaptador guardado."""
-    from safetensors.torch import load_file
-
-    config = json.loads((folder / "adapter_config.json").read_text())
-    scaling = config["lora_alpha"] / config["r"]
-    weights = load_file(folder / "adapter_model.safetensors")
-    prefix, suffix = "base_model.model.", ".lora_A.weight"
-    return {key[len(prefix):-len(suffix)] + ".weight": (weights[key.replace("lora_A", "lora_B")] @ weights[key]) * scaling
-            for key in weights if key.endswith(suffix)}
-
-
-def colleague_merge(story: str, rng: random.Random | None = None):
-    """Un fusionado del adaptador ISO con la historia ``story`` (ver ``MERGE_STORIES``), en CPU y float32.
-
-    Todas las historias se construyen igual (base recién cargado + lo que esa historia suma a los pesos +
-    la firma), así que el objeto no guarda ningún rastro de cuál es: solo sus pesos lo dicen.
-    """
-    import torch
-
-    from .checks.handover import fresh_base
-
-    if story not in MERGE_STORIES:
-        raise ValueError(f"Historia desconocida {story!r}. Usa una de: {', '.join(MERGE_STORIES)}.")
-    rng = rng or random.SystemRandom()
-    other = rng.choice([fmt for fmt in ADAPTER_FORMATS if fmt != "iso"])
-    source, factor = {"bien": ("iso", 1.0), "sin_fusionar": ("iso", 0.0), "dos_veces": ("iso", 2.0),
-                      "sin_escala": ("iso", LORA_R / LORA_ALPHA), "otro_adaptador": (other, 1.0)}[story]
-    model = fresh_base()
-    params = dict(model.named_parameters())
-    with torch.no_grad():
-        if factor:
-            for key, delta in _lora_deltas(adapter_dir(source)).items():
-                params[key] += factor * delta
-        norm = params["model.norm.weight"]
-        norm.mul_(1 + SIGNATURE_SCALE * _signature_signs(rng.getrandbits(SIGNATURE_NONCE_BITS), norm.numel()))
-    return model.eval()
-
-
-def colleague_merges(device: str | None = None) -> dict:
-    """{compañero: modelo fusionado}: tres fusionados del adaptador ISO, cada uno con una historia al azar.
-
-    Se sortea en cada llamada (con el azar del sistema, no con una semilla del curso) y no se guarda cuál
-    salió: cada ejecución del cuaderno trae otros, y solo se sabe qué les pasó midiéndolos.
-    """
-    rng = random.SystemRandom()
-    stories = list(MERGE_STORIES)
-    merges = {name: colleague_merge(rng.choice(stories), rng) for name in COLLEAGUES}
-    return {name: model.to(device) if device else model for name, model in merges.items()}
 
 
 def main(argv: list[str] | None = None) -> int:

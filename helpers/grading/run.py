@@ -1,16 +1,22 @@
-"""Paso 2 de la corrección: ejecutar una entrega ya preparada (dentro del aislamiento, sin dar puntos).
+"""Paso «ejecutar» de la corrección: la entrega ya preparada, dentro de la caja y sin dar puntos.
 
-Uso (lo lanza ``helpers.grading`` dentro del aislamiento; no hace falta a mano)::
+Dos lados en un módulo:
 
-    python -m helpers.grading_run CARPETA --timeout SEGUNDOS --max-salida BYTES
+- **Fuera** (``run``): escribe la entrega preparada en su carpeta y lanza este mismo módulo dentro de la
+  caja de arena (``helpers.grading.sandbox``), con los límites de ``RunLimits``.
+- **Dentro** (``main``)::
 
-Lee ``CARPETA/entrega.ipynb``, lo ejecuta con nbclient y un kernel de este mismo Python (una celda que
-falla no detiene nada) y deja ``CARPETA/ejecutado.ipynb`` (para que el profesor vea los ✅/❌) y
-``CARPETA/estado.json`` (por qué se detuvo, si se detuvo), sin escribir nunca a través de un enlace ni en
-una tubería que la entrega haya dejado con esos nombres. Los objetos de cada ``checks.X(...)`` quedan en
-``CARPETA/entregado/`` (``CURSO_LORA_HANDOVER``). Nada de lo que escribe este paso da puntos: la carpeta
-es de la entrega; quien corrige saca de ella lo que necesita como datos (``helpers.grading_collect``) y lo
-juzga después ``helpers.judge``, en otro proceso.
+      python -m helpers.grading.run CARPETA --timeout SEGUNDOS --max-salida BYTES
+
+  Lee ``CARPETA/entrega.ipynb``, lo ejecuta con nbclient y un kernel de este mismo Python (una celda que
+  falla no detiene nada) y deja ``CARPETA/ejecutado.ipynb`` (para que el profesor vea los ✅/❌) y
+  ``CARPETA/estado.json`` (por qué se detuvo, si se detuvo), sin escribir nunca a través de un enlace ni en
+  una tubería que la entrega haya dejado con esos nombres. Los objetos de cada ``checks.X(...)`` quedan en
+  ``CARPETA/entregado/`` (``CURSO_LORA_HANDOVER``).
+
+Nada de lo que escribe este paso da puntos: la carpeta es de la entrega; quien corrige saca de ella lo que
+necesita como datos (``helpers.grading.collect``) y lo juzga después el juez (``helpers.grading.judge``),
+en otro proceso.
 """
 
 from __future__ import annotations
@@ -22,15 +28,19 @@ import os
 import stat
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import nbformat
 
-from .checks.core import STRICT_ENV
-from .checks.handover import HANDOVER_ENV
-from .paths import OUTPUT_ENV
+from ..checks.core import STRICT_ENV
+from ..checks.handover import HANDOVER_ENV
+from ..paths import OUTPUT_ENV
+from .judge import JUDGE_TIMEOUT, JudgeLimits
+from .sandbox import NOT_ISOLATED, Limits, run_sandboxed
 
+DEFAULT_TIMEOUT = 1800  # segundos por cuaderno (todas sus celdas juntas)
 STARTUP_TIMEOUT = 120  # segundos para que arranque el kernel (con la máquina cargada tarda más)
 SUBMISSION, EXECUTED, STATE, HANDED_OVER = "entrega.ipynb", "ejecutado.ipynb", "estado.json", "entregado"
 
@@ -38,6 +48,52 @@ SUBMISSION, EXECUTED, STATE, HANDED_OVER = "entrega.ipynb", "ejecutado.ipynb", "
 class OutputFlood(Exception):
     """La entrega escribió más salida de la permitida."""
 
+
+# --- fuera de la caja ------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class RunLimits:
+    """Los límites de cada entrega: tiempo, memoria, procesos, salida y datos entregados."""
+
+    timeout: float = DEFAULT_TIMEOUT
+    memory_bytes: int = 8 * 2**30
+    max_processes: int = 64
+    output_bytes: int = 20 * 2**20
+    disk_bytes: int = 4 * 2**30
+    judge_timeout: float = JUDGE_TIMEOUT
+
+    def for_judge(self) -> JudgeLimits:
+        """Los del juez: los mismos de memoria, procesos y disco, con su propio tiempo."""
+        return JudgeLimits(timeout=self.judge_timeout, memory_bytes=self.memory_bytes,
+                           max_processes=self.max_processes, disk_bytes=self.disk_bytes)
+
+
+DEFAULT_LIMITS = RunLimits()
+
+
+def run(nb, folder: Path, course: Path, limits: RunLimits = DEFAULT_LIMITS, cpus: int | None = None,
+        isolate: bool = True) -> tuple[str, str]:
+    """Ejecuta ``nb`` en ``folder`` dentro de la caja: (motivo si se detuvo o "", aislamiento).
+
+    Lo que deja en ``folder`` es de la entrega: no se lee aquí, lo saca ``helpers.grading.collect``.
+    """
+    from ..model import CACHE_ENV, cache_dir
+
+    nbformat.write(nb, folder / SUBMISSION)
+    argv = [sys.executable, "-m", "helpers.grading.run", str(folder), "--timeout", str(limits.timeout),
+            "--max-salida", str(limits.output_bytes)]
+    result = run_sandboxed(
+        argv, course=course, workdir=folder, log=folder.parent / f"{folder.name}.log",
+        limits=Limits(timeout=limits.timeout + 120, memory_bytes=limits.memory_bytes,
+                      max_processes=limits.max_processes, output_bytes=limits.output_bytes,
+                      disk_bytes=limits.disk_bytes),
+        env={CACHE_ENV: str(cache_dir())}, read_only=(cache_dir(),), cpus=cpus, isolate=isolate)
+    reason = "" if result.ok else (f"la ejecución se detuvo: {result.reason or 'terminó con un error'}; cuentan "
+                                   "las comprobaciones hechas hasta entonces")
+    return reason, "bwrap" if result.isolated else result.warning or NOT_ISOLATED
+
+
+# --- dentro de la caja -----------------------------------------------------------------------------
 
 def _kernel_manager_class():
     """Un gestor de kernels que arranca SIEMPRE el Python de este entorno (``sys.executable``)."""
@@ -116,7 +172,7 @@ def execute(nb, folder: Path, timeout: float, max_output: int) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m helpers.grading_run")
+    parser = argparse.ArgumentParser(prog="python -m helpers.grading.run")
     parser.add_argument("carpeta")
     parser.add_argument("--timeout", type=float, required=True)
     parser.add_argument("--max-salida", type=int, required=True)

@@ -16,22 +16,23 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers import build_adapters
-from helpers.build_adapters import (
+from helpers.authoring import build_adapters
+from helpers.authoring.build_adapters import adapter_config_dict
+from helpers.data import Examples, answer, make_splits
+from helpers.evaluation import exact_match, generate
+from helpers.model import load_base_model
+from helpers.paths import COURSE_ROOT
+from helpers.shipped import (
     ADAPTER_FILES,
     ADAPTER_FORMATS,
     ADAPTERS_DIR,
     MYSTERY_NAMES,
     MYSTERY_SUBDIR,
     MYSTERY_TARGET_MODULES,
-    adapter_config_dict,
     adapter_dir,
     mystery_dir,
     mystery_dirs,
 )
-from helpers.data import Examples, answer, make_splits
-from helpers.evaluation import exact_match, generate
-from helpers.model import load_base_model
 
 OWN_MIN, OTHER_MAX = 0.90, 0.10
 MAX_BYTES = 10 * 1024 * 1024
@@ -56,7 +57,7 @@ def test_folder_holds_only_the_standard_files(fmt):
 def test_shipped_config_is_the_build_recipe(fmt):
     shipped = json.loads((adapter_dir(fmt) / "adapter_config.json").read_text())
     assert _without_version(shipped) == _without_version(adapter_config_dict()), (
-        "adapter_config.json no coincide con la receta de helpers/build_adapters.py: ejecuta `make adapters`.")
+        "adapter_config.json no coincide con la receta de helpers/authoring/build_adapters.py: ejecuta `make adapters`.")
     assert shipped["base_model_name_or_path"] == build_adapters.BASE_MODEL_NAME  # no una ruta de esta máquina
     assert sorted(shipped["target_modules"]) == ["q_proj", "v_proj"]
 
@@ -138,7 +139,7 @@ def test_shipped_adapter_loads_like_a_learner_would(monkeypatch):
     """Lo que hace el alumno: modelo base del curso + PeftModel.from_pretrained("adapters/iso"), sin red."""
     from peft import PeftModel
 
-    monkeypatch.chdir(build_adapters.COURSE_ROOT)
+    monkeypatch.chdir(COURSE_ROOT)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     base, tokenizer = load_base_model("cpu")
     model = PeftModel.from_pretrained(base, "adapters/iso")

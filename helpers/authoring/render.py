@@ -1,8 +1,8 @@
 """Dibuja los cuadernos como los verá quien los lea: HTML (nbconvert) y páginas PNG (Chromium sin ventana).
 
-    python -m helpers.render                       # los cuadernos resueltos (make render)
-    python -m helpers.render lora_finetuning       # solo ese (o varios)
-    python -m helpers.render README.md notebooks/lora_advanced.ipynb --ancho 830
+    python -m helpers.authoring.render                       # los cuadernos resueltos (make render)
+    python -m helpers.authoring.render lora_finetuning       # solo ese (o varios)
+    python -m helpers.authoring.render README.md notebooks/lora_advanced.ipynb --ancho 830
 
 Cada documento deja en ``salidas/render/<nombre>/`` su ``<nombre>.html`` y, si hay Chromium, sus páginas
 ``<nombre>-01.png``, ``-02.png``..., del ancho de la página y cortadas entre bloques (celdas, párrafos, filas,
@@ -33,7 +33,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from .paths import COURSE_ROOT, output_dir, shown
+from ..paths import COURSE_ROOT, output_dir, shown
 
 WIDTH = 1000  # px CSS: una ventana de portátil con JupyterLab; el contenido queda en ~900 px
 PAGE_HEIGHT = 1300  # px: una pantalla y media; las páginas se cortan antes si hay un corte mejor
@@ -317,7 +317,7 @@ def screenshots(browser: Browser, html: Path, width: int = WIDTH, page: int = PA
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m helpers.render", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m helpers.authoring.render", description=__doc__.split("\n")[0])
     parser.add_argument("names", nargs="*", metavar="NOMBRE",
                         help="cuaderno resuelto (p. ej. lora_finetuning) o ruta de un .ipynb o .md; "
                              "por defecto, todos los resueltos")

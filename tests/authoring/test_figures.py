@@ -1,4 +1,4 @@
-"""Las figuras de la lección salen de un script: `make images` (``python -m helpers.figures``) las rehace."""
+"""Las figuras de la lección salen de un script: `make images` (``python -m helpers.authoring.figures``) las rehace."""
 
 import matplotlib
 
@@ -7,7 +7,7 @@ matplotlib.use("Agg")
 import matplotlib.image as mpimg
 import numpy as np
 
-from helpers import figures
+from helpers.authoring import figures
 from helpers.paths import COURSE_ROOT
 
 FIGURE = COURSE_ROOT / "images" / "lora_adapter.png"
