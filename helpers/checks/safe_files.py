@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import itertools
 import os
 import stat
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from pathlib import Path
 READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 DIR_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_DIRECTORY | os.O_CLOEXEC
 BLOCK = 1 << 20
+ENTRY_BYTES = 4096  # lo que ocupa en disco una carpeta vacía (o el inodo de un archivo): 20.000 son 80 MiB
 
 
 class Refused(ValueError):
@@ -121,12 +123,17 @@ class Budget:
     total_bytes: int
     files: int = 4096
     depth: int = 12
+    entry_bytes: int = ENTRY_BYTES
     used_bytes: int = 0
     used_files: int = 0
 
     def take(self, size: int, label: str) -> None:
+        """Cobra una entrada (archivo o carpeta): ``entry_bytes`` más ``size``, su tamaño aparente (``st_size``).
+
+        Un archivo disperso paga lo que dice medir, no los bloques que ocupa: la copia sí los escribe.
+        """
         self.used_files += 1
-        self.used_bytes += size
+        self.used_bytes += self.entry_bytes + size
         if self.used_files > self.files:
             raise Refused(f"hay más de {self.files} archivos (en {label})")
         if self.used_bytes > self.total_bytes:
@@ -165,6 +172,7 @@ def copy_tree(dir_fd: int, target: Path, budget: Budget, label: str, depth: int 
         except OSError as error:
             raise Refused(f"no puedo leer {where} ({error.strerror or error})") from None
         if stat.S_ISDIR(mode):
+            budget.take(0, where)
             child = open_folder(name, dir_fd=dir_fd, label=where)
             try:
                 inner = copy_tree(child, target / name, budget, where, depth + 1)
@@ -188,3 +196,88 @@ def _copy_fd(fd: int, target: Path, cap: int, label: str) -> str:
             digest.update(block)
             sink.write(block)
     return digest.hexdigest()
+
+
+# --- borrar lo que dejó otro -----------------------------------------------------------------------------
+
+def remove_tree(path) -> None:
+    """Borra ``path`` (una carpeta que escribió una entrega, o un archivo) sin recursión y sin seguir enlaces.
+
+    ``shutil.rmtree`` recurre una vez por nivel (1.200 carpetas de hondo: ``RecursionError``) y tiene a la
+    vez una carpeta abierta por nivel. Aquí cada subcarpeta se mueve a la raíz (un ``rename`` dentro del
+    mismo disco) antes de vaciarla: nunca hay más de dos carpetas abiertas y la pila es una lista. Un
+    enlace se borra como enlace; una carpeta sin permisos se abre tras darle permiso. ``OSError`` si algo
+    quedó (lo que sí se pudo borrar, se borró).
+    """
+    path = Path(path)
+    try:
+        if not stat.S_ISDIR(os.lstat(path).st_mode):
+            os.unlink(path)
+            return
+    except FileNotFoundError:
+        return
+    names, failed = (f".borrando-{os.urandom(6).hex()}-{n}" for n in itertools.count()), []
+    root_fd = _open_own_dir(path, None)
+    try:
+        pending = [entry for entry in _empty_into(root_fd, root_fd, None, failed)]
+        while pending:
+            name = pending.pop()
+            try:
+                fd = _open_own_dir(name, root_fd)
+            except OSError as error:
+                failed.append(error)
+                continue
+            try:
+                pending.extend(_empty_into(fd, root_fd, names, failed))
+            finally:
+                os.close(fd)
+            try:
+                os.rmdir(name, dir_fd=root_fd)
+            except OSError as error:
+                failed.append(error)
+    finally:
+        os.close(root_fd)
+    try:
+        os.rmdir(path)
+    except OSError as error:
+        raise OSError(f"no pude borrar {path} entera ({len(failed) + 1} fallos; el primero: "
+                      f"{(failed or [error])[0]})") from None
+
+
+def _open_own_dir(name, dir_fd: int | None) -> int:
+    """Abre una carpeta (sin seguir enlaces) y se asegura de poder vaciarla, aunque la entrega le quitara permisos."""
+    try:
+        fd = os.open(name, DIR_FLAGS, dir_fd=dir_fd)
+    except PermissionError:
+        os.chmod(name, 0o700, dir_fd=dir_fd)  # es una carpeta: O_NOFOLLOW no falló por un enlace
+        fd = os.open(name, DIR_FLAGS, dir_fd=dir_fd)
+    with _suppressed():
+        os.fchmod(fd, 0o700)
+    return fd
+
+
+def _empty_into(fd: int, root_fd: int, rename, failed: list):
+    """Borra los archivos de la carpeta ``fd``; da el nombre en la raíz de cada subcarpeta (movida allí con un
+    nombre de ``rename`` si no es la raíz)."""
+    with os.scandir(fd) as entries:
+        found = [(entry.name, entry.is_dir(follow_symlinks=False)) for entry in entries]
+    for name, is_dir in found:
+        try:
+            if not is_dir:
+                os.unlink(name, dir_fd=fd)
+            elif rename is None:
+                yield name
+            else:
+                new = next(rename)
+                with _suppressed():
+                    os.chmod(name, 0o700, dir_fd=fd)  # mover una carpeta cambia su «..»: necesita permiso
+                os.rename(name, new, src_dir_fd=fd, dst_dir_fd=root_fd)
+                yield new
+        except OSError as error:
+            failed.append(error)
+
+
+def _suppressed():
+    import contextlib
+
+    return contextlib.suppress(OSError)

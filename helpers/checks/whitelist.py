@@ -169,7 +169,7 @@ def lora_config(data, *, strict: bool = True) -> dict:
     dropout = clean.get("lora_dropout", defaults["lora_dropout"])
     refuse(_number(dropout) and 0 <= dropout <= 1, f"lora_dropout={_show(dropout)} no es una probabilidad")
     refuse(clean.get("bias", "none") in BIAS_VALUES, f"bias={_show(clean.get('bias'))} no es uno de {BIAS_VALUES}")
-    refuse(clean.get("task_type") is None or clean["task_type"] in _task_types(),
+    refuse(clean.get("task_type") is None or (isinstance(clean["task_type"], str) and clean["task_type"] in _task_types()),
            f"task_type={_show(clean.get('task_type'))} no es una tarea de PEFT")
     refuse(isinstance(clean.get("use_rslora", False), bool), "use_rslora no es verdadero o falso")
     init = clean.get("init_lora_weights", True)
@@ -328,7 +328,12 @@ def read_json(path, *, cap: int = MAX_JSON_BYTES, label: str | None = None):
 
 
 def check_adapter_folder(folder: Path, *, label: str) -> dict:
-    """Una carpeta de adaptador (``adapter_config.json`` + ``adapter_model.safetensors``): su config limpia."""
+    """Una carpeta de adaptador (``adapter_config.json`` + ``adapter_model.safetensors``): su config limpia.
+
+    Sus archivos (las subcarpetas son otros adaptadores) deben tener nombres de la lista blanca: así PEFT no
+    encuentra un ``adapter_model.bin`` que elegir.
+    """
+    _only_known_files([p for p in folder.iterdir() if not p.is_dir() or p.is_symlink()], label)
     try:
         clean = lora_config(read_json(folder / "adapter_config.json", label=f"{label}/adapter_config.json"))
     except Refused as refused:
@@ -352,26 +357,118 @@ def check_model_config(data, *, label: str) -> None:
 
 
 def check_folder(folder: Path, *, label: str = "la carpeta entregada") -> None:
-    """Una carpeta guardada con ``save_pretrained`` (modelo o adaptador, con su tokenizador), validada entera."""
+    """Una carpeta guardada con ``save_pretrained`` (modelo o adaptador, con su tokenizador), validada entera.
+
+    La lista blanca es la única puerta: cada archivo tiene un nombre de ``FOLDER_FILES`` (o de fragmento,
+    ``model-00001-of-00002.safetensors``), los JSON se comprueban campo a campo, todo safetensors por su
+    cabecera, y el índice de fragmentos solo nombra fragmentos de la carpeta ya comprobados. Ningún
+    ``from_pretrained`` encuentra otro archivo que abrir: ni pickle, ni ``.dat``, ni GGUF, ni rutas.
+    """
     entries = sorted(folder.iterdir())
     refuse(not [p for p in entries if not p.is_file() or p.is_symlink()],
            f"{label} contiene algo que no es un archivo normal")
+    _only_known_files(entries, label)
     names = {p.name for p in entries}
     for path in entries:
         if path.suffix == ".json":
             data = read_json(path, label=f"{label}/{path.name}")
             refuse(not (isinstance(data, dict) and "auto_map" in data),
                    f"{label}/{path.name} pide código propio (auto_map): no se admite")
+        elif path.suffix in (".jinja", ".md"):
+            read_text(path, label=f"{label}/{path.name}")
+    refuse(not {"adapter_config.json", "config.json"} <= names,
+           f"{label} tiene modelo y adaptador a la vez (config.json y adapter_config.json): guarda cada uno en su "
+           "carpeta")
+    refuse("config.json" in names or "adapter_config.json" in names or not names & WEIGHT_FILES,
+           f"{label} tiene pesos sin config.json ni adapter_config.json")
     if "adapter_config.json" in names:
         check_adapter_folder(folder, label=label)
     if "config.json" in names:
         check_model_config(read_json(folder / "config.json"), label=f"{label}/config.json")
+    if "tokenizer_config.json" in names:
+        check_tokenizer_config(read_json(folder / "tokenizer_config.json"), label=f"{label}/tokenizer_config.json")
+    if "generation_config.json" in names:
+        check_generation_config(read_json(folder / "generation_config.json", cap=MAX_SMALL_JSON),
+                                label=f"{label}/generation_config.json")
+    headers = {path.name: check_base_file(path, label=f"{label}/{path.name}") for path in entries
+               if path.suffix == ".safetensors" and path.name != "adapter_model.safetensors"}
+    if INDEX in names:
+        check_index(read_json(folder / INDEX, label=f"{label}/{INDEX}"), headers, label=f"{label}/{INDEX}")
+
+
+# Lo que un ``save_pretrained`` honrado deja (modelo, adaptador de PEFT, tokenizador): nada más se admite.
+MODEL_FILES = frozenset({"config.json", "generation_config.json", "model.safetensors"})
+ADAPTER_FILES = frozenset({"adapter_config.json", "adapter_model.safetensors", "README.md"})
+TOKENIZER_FILES = frozenset({"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                             "added_tokens.json", "chat_template.jinja", "chat_template.json"})
+INDEX = "model.safetensors.index.json"
+FOLDER_FILES = MODEL_FILES | ADAPTER_FILES | TOKENIZER_FILES | {INDEX}
+WEIGHT_FILES = frozenset({"model.safetensors", "adapter_model.safetensors"})
+SHARD = re.compile(r"model-[0-9]{5}-of-[0-9]{5}\.safetensors")
+MAX_SMALL_JSON = 64 << 10
+MAX_TEXT_BYTES = 1 << 20
+# un campo que nombra un archivo, una carpeta, una clase o un repositorio: un cargador lo seguiría
+STEERING = re.compile(r"(file|path|dir|url|repo|revision|cache|class|map|custom|model|trust|remote)", re.IGNORECASE)
+TOKENIZER_FREE = ("tokenizer_class",)  # se compara con el del modelo base
+
+
+def _only_known_files(entries: list[Path], label: str) -> None:
     for path in entries:
-        if path.suffix == ".safetensors" and path.name != "adapter_model.safetensors":
-            check_base_file(path, label=f"{label}/{path.name}")
-    pickles = sorted(n for n in names if n.endswith(PICKLE_SUFFIXES))
-    if pickles:  # se pueden nombrar (la comprobación lo dirá), pero ningún cargador debe elegirlos
-        refuse(not ("config.json" in names and not names & {"model.safetensors", "model.safetensors.index.json"}),
-               f"{label}: hay pesos en pickle ({pickles[0]}) y no en model.safetensors; nunca se cargan")
-        refuse(not ("adapter_config.json" in names and "adapter_model.safetensors" not in names),
-               f"{label}: hay pesos en pickle ({pickles[0]}) y no en adapter_model.safetensors; nunca se cargan")
+        refuse(path.name in FOLDER_FILES or SHARD.fullmatch(path.name),
+               f"{label}/{_show(path.name)[1:-1]} no es un archivo que la corrección admita en una carpeta guardada "
+               f"(solo los de save_pretrained en safetensors: {', '.join(sorted(MODEL_FILES | ADAPTER_FILES))}, "
+               "el tokenizador y los fragmentos con su índice)")
+
+
+def read_text(path, *, label: str) -> str:
+    """Un texto UTF-8 corto de un archivo normal (la plantilla de chat, el README de PEFT)."""
+    from .safe_files import read_regular
+
+    try:
+        return read_regular(path, cap=MAX_TEXT_BYTES, label=label).decode("utf-8")
+    except UnicodeDecodeError:
+        raise Refused(f"{label} no es un texto UTF-8") from None
+
+
+@functools.cache
+def _base_json(name: str) -> dict:
+    from ..model import base_model_path
+
+    return json.loads((Path(base_model_path()) / name).read_text(encoding="utf-8"))
+
+
+def check_tokenizer_config(data, *, label: str) -> None:
+    """``tokenizer_config.json``: la clase del tokenizador del curso y ningún campo que nombre un archivo o código."""
+    refuse(isinstance(data, dict), f"{label} no es un diccionario JSON")
+    base_class = _base_json("tokenizer_config.json").get("tokenizer_class")
+    refuse(data.get("tokenizer_class", base_class) == base_class,
+           f"{label}: tokenizer_class = {_show(data.get('tokenizer_class'))} no es la del curso ({_show(base_class)})")
+    steering = sorted(str(k) for k in data if STEERING.search(str(k)) and k not in TOKENIZER_FREE
+                      and k not in _base_json("tokenizer_config.json"))
+    refuse(not steering, f"{label}: el campo {_show(steering[0]) if steering else ''} nombra archivos, clases o "
+                         "código: no se admite")
+
+
+def check_generation_config(data, *, label: str) -> None:
+    """``generation_config.json``: solo números, textos y listas de ellos, sin campos que nombren nada."""
+    refuse(isinstance(data, dict), f"{label} no es un diccionario JSON")
+    for key, value in data.items():
+        scalar = (type(None), bool, int, float, str)
+        refuse(isinstance(value, scalar) or (isinstance(value, list) and all(isinstance(v, scalar) for v in value)),
+               f"{label}: {_show(key)} no es un número, un texto o una lista de ellos")
+        refuse(not STEERING.search(str(key)) or key in _base_json("generation_config.json"),
+               f"{label}: el campo {_show(key)} nombra archivos, clases o código: no se admite")
+
+
+def check_index(data, headers: dict, *, label: str) -> None:
+    """El índice de fragmentos: cada peso, en un fragmento de la carpeta (nombre simple, ya comprobado) que lo tiene."""
+    refuse(isinstance(data, dict) and set(data) <= {"metadata", "weight_map"}
+           and isinstance(data.get("weight_map"), dict) and isinstance(data.get("metadata", {}), dict),
+           f"{label} no tiene la forma de un índice (metadata, weight_map)")
+    for key, shard in data["weight_map"].items():
+        refuse(isinstance(shard, str) and "/" not in shard and "\\" not in shard and shard not in ("", ".", ".."),
+               f"{label}: {_show(shard)} no es un nombre simple de archivo de la carpeta")
+        refuse(shard.endswith(".safetensors") and (SHARD.fullmatch(shard) or shard == "model.safetensors"),
+               f"{label}: {_show(shard)} no es un fragmento en safetensors (model-00001-of-00002.safetensors)")
+        refuse(shard in headers, f"{label}: {_show(shard)} no está en la carpeta")
+        refuse(key in headers[shard], f"{label}: {_show(key)} no está en {_show(shard)}")

@@ -18,6 +18,9 @@ from .text import short
 
 SUPPORTED_NBFORMAT = (3, 4)  # la 3 se convierte a la 4 al leerla
 MAX_SUBMISSION_BYTES = 50 * 2**20
+# listas y diccionarios de JSON: cada uno cuesta ~100 bytes ya analizado (23 veces lo que ocupa «[]»). Un
+# cuaderno honrado con muchas salidas tiene decenas de miles; con este tope, analizarlo cuesta < 100 MiB.
+MAX_JSON_CONTAINERS = 500_000
 
 
 class SubmissionError(Exception):
@@ -28,6 +31,9 @@ def parse_submission(data: bytes):
     """El cuaderno (nbformat 4) de los bytes de una entrega, o ``SubmissionError`` con el motivo."""
     if not data.strip():
         raise SubmissionError("el archivo está vacío")
+    if data.count(b"[") + data.count(b"{") > MAX_JSON_CONTAINERS:  # se cuenta antes de analizar nada
+        raise SubmissionError(f"el cuaderno tiene más de {MAX_JSON_CONTAINERS:,} listas y diccionarios JSON".replace(",", ".")
+                              + ": ¿salidas enormes? Bórralas (Kernel > Restart & Clear Output)")
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:

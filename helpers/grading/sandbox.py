@@ -21,6 +21,7 @@ import functools
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -30,6 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
+
+from ..checks.safe_files import DIR_FLAGS, ENTRY_BYTES, remove_tree
 
 POLL_S = 0.2
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS",
@@ -49,6 +52,9 @@ REASONS = {
     "processes": "lanzó demasiados procesos (más de {max_processes})",
     "output": "escribió demasiada salida (más de {output_bytes})",
     "disk": "escribió demasiados datos en disco (más de {disk_bytes} entre su carpeta y /tmp)",
+    "files": ("creó demasiadas carpetas o archivos (más de {max_entries}, o carpetas a más de {max_depth} "
+              "niveles)"),
+    "supervisor": "falló la vigilancia de la caja ({failure}); se paró todo",
 }
 
 
@@ -61,11 +67,13 @@ class Limits:
     max_processes: int = 32
     output_bytes: int = 10 << 20
     disk_bytes: int = 1 << 30
+    max_entries: int = 50_000  # archivos y carpetas entre su carpeta y /tmp
+    max_depth: int = 64
 
 
 @dataclass(frozen=True)
 class SandboxResult:
-    """Cómo terminó: `status` es finished, timeout, memory, processes, output o disk."""
+    """Cómo terminó: `status` es finished, timeout, memory, processes, output, disk, files o supervisor."""
 
     status: str
     returncode: int | None  # solo si terminó solo; como en la shell: 128 + señal si murió por una señal
@@ -111,17 +119,20 @@ def run_sandboxed(argv: list[str], *, course: Path, workdir: Path, log: Path, li
     """
     course, workdir = Path(course).resolve(), Path(workdir).resolve()
     isolated = isolate and sandbox_available()[0]
-    with tempfile.TemporaryDirectory(prefix="curso-lora-caja-", ignore_cleanup_errors=True) as scratch, \
-            open(log, "wb") as sink:
-        scratch = Path(scratch)  # su /tmp (con HOME dentro) y su /dev/shm, en disco y vigilados
-        (scratch / "tmp" / "home").mkdir(parents=True)
-        (scratch / "shm").mkdir()
-        if isolated:
-            options = _bwrap_options(course, workdir, scratch, [Path(path).resolve() for path in read_only])
-            environment = _environment(course, "/tmp", cpus, env or {})
-            return _supervise(argv, options + _setenv(environment), {}, workdir, scratch, sink, limits)
-        environment = _environment(course, str(scratch / "tmp"), cpus, env or {})
-        return _supervise(argv, None, environment, workdir, scratch, sink, limits)
+    scratch = Path(tempfile.mkdtemp(prefix="curso-lora-caja-"))  # su /tmp (con HOME) y su /dev/shm, vigilados
+    try:
+        with open(log, "wb") as sink:
+            (scratch / "tmp" / "home").mkdir(parents=True)
+            (scratch / "shm").mkdir()
+            if isolated:
+                options = _bwrap_options(course, workdir, scratch, [Path(path).resolve() for path in read_only])
+                environment = _environment(course, "/tmp", cpus, env or {})
+                return _supervise(argv, options + _setenv(environment), {}, workdir, scratch, sink, limits)
+            environment = _environment(course, str(scratch / "tmp"), cpus, env or {})
+            return _supervise(argv, None, environment, workdir, scratch, sink, limits)
+    finally:
+        with contextlib.suppress(OSError):  # lo escribió la entrega: sin recursión ni seguir enlaces
+            remove_tree(scratch)
 
 
 def _environment(course: Path, tmp: str, cpus: int | None, extra: dict[str, str]) -> dict[str, str]:
@@ -175,8 +186,9 @@ def _supervise(argv: list[str], options: list[str] | None, environment: dict[str
                scratch: Path, sink, limits: Limits) -> SandboxResult:
     """Lanza (dentro de `bwrap` si hay `options`), vigila los límites cada `POLL_S` s y al final mata todo.
 
-    Las opciones de `bwrap` van por un archivo (`--args`), no en la línea de órdenes: así no asoman en
-    /proc/1/cmdline dentro de la caja.
+    Todo camino de salida mata la ejecución entera, también si la vigilancia misma falla (status
+    «supervisor»): el `finally` no depende de nada de lo que la entrega dejó. Las opciones de `bwrap` van
+    por un archivo (`--args`), no en la línea de órdenes: así no asoman en /proc/1/cmdline dentro de la caja.
     """
     isolated = options is not None
     start = time.monotonic()
@@ -192,39 +204,58 @@ def _supervise(argv: list[str], options: list[str] | None, environment: dict[str
     reader = threading.Thread(target=_copy_capped, args=(proc.stdout, sink, limits.output_bytes, flooded),
                               daemon=True)
     reader.start()
-    root = psutil.Process(proc.pid)
-
-    def disk_full() -> bool:
-        return _size(workdir) + _size(scratch) > limits.disk_bytes
-
-    status, peak_memory, peak_processes = "finished", 0, 0
-    while proc.poll() is None:
-        tree = _tree(root)
-        memory = sum(_rss(process) for process in tree)
-        processes = len(tree) - (2 if isolated else 0)  # sin el monitor ni el init de bwrap
-        peak_memory, peak_processes = max(peak_memory, memory), max(peak_processes, processes)
-        status = ("timeout" if time.monotonic() - start > limits.timeout
-                  else "memory" if memory > limits.memory_bytes
-                  else "processes" if processes > limits.max_processes
-                  else "output" if flooded.is_set()
-                  else "disk" if disk_full()
-                  else "finished")
-        if status != "finished":
-            break
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(POLL_S)
-    _kill_all(root, proc)
+    seen = {"memory": 0, "processes": 0, "tree": []}
+    failure = ""
+    try:
+        root = psutil.Process(proc.pid)
+        status = _watch(proc, root, isolated, workdir, scratch, limits, flooded, start, seen)
+    except Exception as error:  # noqa: BLE001 - la vigilancia falló: se para todo igual
+        status, failure = "supervisor", f"{type(error).__name__}: {str(error)[:120]}"
+    finally:
+        _kill_all(proc, seen["tree"], (workdir, scratch))
     reader.join(timeout=5)  # sin caja, un proceso escapado puede tener aún la salida abierta
     if not reader.is_alive():
         proc.stdout.close()
     if status == "finished":  # lo que pasó entre la última vuelta y el final
-        status = "output" if flooded.is_set() else "disk" if disk_full() else status
+        try:
+            status = "output" if flooded.is_set() else _over_disk(workdir, scratch, limits) or status
+        except Exception as error:  # noqa: BLE001
+            status, failure = "supervisor", f"{type(error).__name__}: {str(error)[:120]}"
     returncode = proc.returncode if proc.returncode >= 0 else 128 - proc.returncode
     return SandboxResult(
         status=status, returncode=returncode if status == "finished" else None,
-        reason=_reason(status, returncode, limits), isolated=isolated,
+        reason=_reason(status, returncode, limits, failure), isolated=isolated,
         warning="" if isolated else f"{NOT_ISOLATED} {sandbox_available()[1]}".strip(),
-        seconds=time.monotonic() - start, peak_memory=peak_memory, peak_processes=peak_processes)
+        seconds=time.monotonic() - start, peak_memory=seen["memory"], peak_processes=seen["processes"])
+
+
+def _watch(proc, root, isolated: bool, workdir: Path, scratch: Path, limits: Limits, flooded, start: float,
+           seen: dict) -> str:
+    """Vigila hasta que termine o pase un límite; devuelve el status. ``seen`` lleva los picos y el árbol."""
+    while proc.poll() is None:
+        tree = _tree(root)
+        seen["tree"] = tree
+        memory = sum(_rss(process) for process in tree)
+        processes = len(tree) - (2 if isolated else 0)  # sin el monitor ni el init de bwrap
+        seen["memory"], seen["processes"] = max(seen["memory"], memory), max(seen["processes"], processes)
+        status = ("timeout" if time.monotonic() - start > limits.timeout
+                  else "memory" if memory > limits.memory_bytes
+                  else "processes" if processes > limits.max_processes
+                  else "output" if flooded.is_set()
+                  else _over_disk(workdir, scratch, limits) or "finished")
+        if status != "finished":
+            return status
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(POLL_S)
+    return "finished"
+
+
+def _over_disk(workdir: Path, scratch: Path, limits: Limits) -> str | None:
+    """«disk» o «files» si la carpeta y su /tmp pasan de sus límites; None si no."""
+    used, entries, too_deep = _usage((workdir, scratch), limits.max_entries, limits.max_depth)
+    if too_deep or entries > limits.max_entries:
+        return "files"
+    return "disk" if used > limits.disk_bytes else None
 
 
 def _copy_capped(pipe, sink, cap: int, flooded: threading.Event) -> None:
@@ -254,32 +285,94 @@ def _rss(process: psutil.Process) -> int:
         return 0
 
 
-def _size(folder: Path) -> int:
-    """Bytes de `folder` sin seguir enlaces, más 512 por entrada (también cuentan mil archivos vacíos)."""
-    total = 0
-    with contextlib.suppress(OSError):
-        for entry in list(os.scandir(folder)):
-            with contextlib.suppress(OSError):
-                total += 512 + (_size(Path(entry.path)) if entry.is_dir(follow_symlinks=False)
-                                else entry.stat(follow_symlinks=False).st_size)
-    return total
+def _usage(folders, max_entries: int, max_depth: int) -> tuple[int, int, bool]:
+    """(bytes, entradas, ¿demasiado hondo?) de ``folders``, sin recursión ni seguir enlaces.
+
+    Cada entrada cuesta ``ENTRY_BYTES`` (una carpeta vacía ocupa un bloque) más su tamaño aparente o sus
+    bloques, lo mayor: un archivo disperso paga lo que dice medir. Se para al pasar de ``max_entries``
+    entradas o de ``max_depth`` niveles (con una carpeta abierta por nivel, nunca más).
+    """
+    total = entries = 0
+    for folder in folders:
+        try:
+            stack = [_opened(folder, None)]
+        except OSError:
+            continue
+        try:
+            while stack:
+                entry = next(stack[-1][1], None)
+                if entry is None:
+                    _close(stack.pop())
+                    continue
+                entries += 1
+                if entries > max_entries:
+                    return total, entries, False
+                with contextlib.suppress(OSError):
+                    info = entry.stat(follow_symlinks=False)
+                    total += ENTRY_BYTES + max(info.st_size, info.st_blocks * 512)
+                    if stat.S_ISDIR(info.st_mode):
+                        if len(stack) >= max_depth:
+                            return total, entries, True
+                        stack.append(_opened(entry.name, stack[-1][0]))
+        finally:
+            for opened in stack:
+                _close(opened)
+    return total, entries, False
 
 
-def _kill_all(root: psutil.Process, proc: subprocess.Popen) -> None:
-    """SIGKILL al árbol y a su grupo; espera a que mueran (el init de bwrap espera a todo lo de dentro)."""
-    tree = _tree(root)
+def _opened(name, dir_fd: int | None):
+    fd = os.open(name, DIR_FLAGS, dir_fd=dir_fd)
+    try:
+        return fd, os.scandir(fd)
+    except OSError:
+        os.close(fd)
+        raise
+
+
+def _close(opened) -> None:
+    fd, iterator = opened
+    iterator.close()
+    os.close(fd)
+
+
+def _kill_all(proc: subprocess.Popen, tree: list[psutil.Process], folders) -> None:
+    """SIGKILL a todo lo de la ejecución (también a lo parado con SIGSTOP) y espera a que muera.
+
+    El árbol de procesos (el último visto y el de ahora), su grupo y, sin caja, cualquier proceso cuyo
+    directorio actual esté en sus carpetas (un fork doble sale del árbol y del grupo). El init de `bwrap`,
+    al morir, se lleva a todos los de su espacio de PIDs. Ningún paso depende de que otro funcione.
+    """
+    with contextlib.suppress(psutil.Error):
+        tree = [*tree, *_tree(psutil.Process(proc.pid))]
+    with contextlib.suppress(Exception):
+        tree += _strays(folders)
     for process in tree:
-        with contextlib.suppress(psutil.Error):
+        with contextlib.suppress(psutil.Error, OSError):
             process.send_signal(signal.SIGKILL)
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(OSError):
+        proc.kill()
     proc.wait()
-    psutil.wait_procs(tree, timeout=5)
+    with contextlib.suppress(Exception):
+        psutil.wait_procs(tree, timeout=5)
 
 
-def _reason(status: str, returncode: int, limits: Limits) -> str:
+def _strays(folders) -> list[psutil.Process]:
+    """Procesos (de otro árbol) que trabajan dentro de ``folders``: los que escaparon de la ejecución."""
+    roots = [str(Path(folder).resolve()) for folder in folders]
+    found = []
+    for process in psutil.process_iter(["cwd"]):
+        cwd = process.info.get("cwd") or ""
+        if process.pid != os.getpid() and any(cwd == root or cwd.startswith(root + os.sep) for root in roots):
+            found.append(process)
+    return found
+
+
+def _reason(status: str, returncode: int, limits: Limits, failure: str = "") -> str:
     if status != "finished":
-        return REASONS[status].format(**{name: _human(value) for name, value in vars(limits).items()})
+        values = {name: _human(value) for name, value in vars(limits).items()}
+        return REASONS[status].format(**values, failure=failure)
     if returncode == 0:
         return ""
     signal_name = _signal_name(returncode - 128) if returncode > 128 else ""

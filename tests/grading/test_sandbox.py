@@ -13,6 +13,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from helpers.checks.safe_files import remove_tree
 from helpers.grading import sandbox
 from helpers.grading.sandbox import Limits, run_sandboxed, sandbox_available
 from helpers.paths import COURSE_ROOT
@@ -267,3 +268,69 @@ def test_without_bwrap_it_still_runs_limited_and_says_so(box, monkeypatch):
     assert not result.isolated and "SIN AISLAMIENTO" in result.warning and "bwrap" in result.warning
     result, _ = box("import time; time.sleep(60)", limits=Limits(timeout=1))
     assert result.status == "timeout" and not result.isolated and result.seconds < 5
+
+
+# --- issue 25: nada de una entrega sobrevive a su fila -------------------------------------------------------
+
+DEEP_AND_STOPPED = """
+    import os, signal, subprocess, sys, time
+    children = [subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", "{marker}"])
+                for _ in range(8)]
+    os.kill(children[0].pid, signal.SIGSTOP)
+    print("LISTO", flush=True)
+    os.makedirs("hondo", exist_ok=True)
+    fd = os.open("hondo", os.O_RDONLY)
+    for _ in range({depth}):  # 1.200 carpetas una dentro de otra: un recorrido recursivo no llega al fondo
+        os.mkdir("d", dir_fd=fd)
+        fd = os.open("d", os.O_RDONLY, dir_fd=fd)
+    time.sleep(120)
+"""
+
+
+@pytest.mark.parametrize("isolate", [pytest.param(True, marks=needs_bwrap), False], ids=["caja", "sin_caja"])
+def test_a_tree_too_deep_to_walk_stops_the_run_and_kills_every_process(box, isolate):
+    """La revisión: RecursionError en el recuento del disco antes de matar; 80 procesos vivos, uno con SIGSTOP."""
+    marker = f"hondo_{uuid.uuid4().hex}"
+    try:
+        result, output = box(DEEP_AND_STOPPED.format(depth=1200, marker=marker), limits=Limits(timeout=60),
+                             isolate=isolate)
+    finally:  # pytest borra sus carpetas con recursión: no le dejamos 1.200 niveles
+        remove_tree(box.workdir / "hondo")
+    assert "LISTO" in output and running(marker) == [], output
+    assert result.status == "files" and "demasiadas" in result.reason and result.seconds < 30, result
+
+
+@pytest.mark.parametrize("isolate", [pytest.param(True, marks=needs_bwrap), False], ids=["caja", "sin_caja"])
+def test_any_failure_of_the_supervisor_still_kills_everything(box, monkeypatch, isolate):
+    marker = f"vigilante_{uuid.uuid4().hex}"
+    calls = []
+
+    def broken(*args, **kwargs):
+        calls.append(1)
+        if len(calls) > 3:
+            raise MemoryError("el vigilante se quedó sin memoria")
+        return 0, 0, False
+
+    monkeypatch.setattr(sandbox, "_usage", broken)
+    result, output = box(DEEP_AND_STOPPED.format(depth=3, marker=marker), limits=Limits(timeout=60),
+                         isolate=isolate)
+    assert running(marker) == [], output
+    assert result.status == "supervisor" and "MemoryError" in result.reason and result.returncode is None
+
+
+@pytest.mark.parametrize("isolate", [pytest.param(True, marks=needs_bwrap), False], ids=["caja", "sin_caja"])
+def test_many_empty_entries_and_sparse_files_pay_for_what_they_claim(box, isolate):
+    result, output = box("""
+        import os, time
+        for n in range(3000):
+            os.mkdir(f"vacia_{n}")
+        time.sleep(30)
+        """, limits=Limits(timeout=20, max_entries=1000), isolate=isolate)
+    assert result.status == "files" and "1000" in result.reason, output
+    result, output = box("""
+        import os, time
+        with open("disperso.bin", "wb") as sparse:
+            sparse.truncate(3 << 30)  # 0 bytes pagados en disco, 3 GiB para quien lo copie
+        time.sleep(30)
+        """, limits=Limits(timeout=20, disk_bytes=100 << 20), isolate=isolate)
+    assert result.status == "disk", output
