@@ -30,6 +30,7 @@ La orden de línea está en ``helpers.grading.cli``; aquí está la lógica, usa
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import tempfile
@@ -41,6 +42,7 @@ import nbformat
 
 from ..checks.core import NOT_ATTEMPTED
 from ..checks.registry import EXERCISES, ExerciseInfo
+from ..checks.safe_files import remove_tree
 from .collect import collect
 from .judge import JudgeFailed, run_judge
 from .prepare import prepare
@@ -81,11 +83,12 @@ def _grade_into(grade: Grade, path: Path, course: Path, limits: RunLimits, seed:
     _expect(grade, grade.cuaderno, exercises)
     prepared, missing = prepare(submitted, grade.cuaderno, course / "notebooks", exercises)
     names = [e.name for e in exercises if e.notebook == grade.cuaderno]
-    with tempfile.TemporaryDirectory(prefix="curso-lora-correccion-", ignore_cleanup_errors=True) as tmp:
+    with grading_folder() as tmp:
         folder = Path(tmp) / "entrega"
         folder.mkdir()
         stopped, grade.aislamiento = run(prepared, folder, course, limits, cpus, isolate)
-        collected = collect(folder, Path(tmp) / "recogido", names, total_bytes=limits.disk_bytes)
+        collected = collect(folder, Path(tmp) / "recogido", names, total_bytes=limits.disk_bytes,
+                            trusted=not stopped)  # si no terminó bien, su estado y su copia son suyos
         grade.executed = collected.executed
         reasons = [f"{collected.stop}; cuentan las comprobaciones hechas hasta entonces"] if collected.stop else []
         reasons += [stopped] if stopped else []
@@ -105,6 +108,17 @@ def _grade_into(grade: Grade, path: Path, course: Path, limits: RunLimits, seed:
         elif verdict["estado"] == NOT_ATTEMPTED and not reasons and info.name not in " ".join(missing):
             reasons.append(f"{info.name}: {short(verdict['mensaje'])}")
     grade.motivos += missing + reasons
+
+
+@contextlib.contextmanager
+def grading_folder():
+    """Una carpeta nueva para corregir una entrega, borrada siempre al salir, sin recursión ni seguir enlaces."""
+    folder = tempfile.mkdtemp(prefix="curso-lora-correccion-")
+    try:
+        yield folder
+    finally:
+        with contextlib.suppress(OSError):
+            remove_tree(folder)
 
 
 def _expect(grade: Grade, notebook: str, exercises: Sequence[ExerciseInfo]) -> None:
