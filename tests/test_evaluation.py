@@ -2,10 +2,18 @@
 
 from types import SimpleNamespace
 
+import pytest
 import torch
 
 from helpers.evaluation import EvalResult, exact_match, generate, max_logit_diff
+from helpers.model import load_base_model
 from helpers.training import loss_history, peak_memory
+
+
+@pytest.fixture(scope="module")
+def base():
+    """Un modelo base propio: las pruebas de generación no dependen de lo que otras hicieron al compartido."""
+    return load_base_model("cpu")
 
 
 def test_exact_match_counts_only_exact_answers():
