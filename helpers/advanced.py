@@ -66,6 +66,27 @@ def add_deltas(*groups: dict, weights=None) -> dict:
     return {k: sum(w * g[k] for w, g in zip(weights, groups)) for k in groups[0]}
 
 
+def fit_deltas(deltas: dict, bases: dict[str, dict]) -> tuple[dict[str, float], float]:
+    """Mínimos cuadrados, todas las capas a la vez: ``deltas`` ≈ Σ cₖ · ``bases[k]``.
+
+    Devuelve ({k: cₖ}, ‖ΔW − Σ cₖ·baseₖ‖ / ‖ΔW‖): con qué pesos se parece ``deltas`` a una mezcla de las bases,
+    y cuánto queda fuera (0 = es exactamente esa mezcla). Productos escalares en float64.
+    """
+    names = list(bases)
+    gram = torch.zeros(len(names), len(names), dtype=torch.float64)
+    rhs = torch.zeros(len(names), dtype=torch.float64)
+    for key, delta in deltas.items():
+        flat = [bases[n][key].double().flatten() for n in names]
+        d = delta.double().flatten()
+        for i, u in enumerate(flat):
+            rhs[i] += u @ d
+            for j in range(i, len(names)):
+                gram[i, j] = gram[j, i] = gram[i, j] + u @ flat[j]
+    coefs = torch.linalg.lstsq(gram, rhs[:, None]).solution[:, 0]
+    fitted = {k: sum(float(c) * bases[n][k] for c, n in zip(coefs, names)) for k in deltas}
+    return dict(zip(names, map(float, coefs))), relative_difference(fitted, deltas)
+
+
 def singular_values(delta: torch.Tensor) -> torch.Tensor:
     """Valores singulares de ``delta`` (de mayor a menor), como raíz de los autovalores de ΔW·ΔWᵀ.
 
@@ -142,7 +163,8 @@ def plot_spectra(full: dict, lora: dict, r: int, path, title: str):
         left.fill_between(k, low, high, color=color, alpha=0.2, lw=0)
     left.axvline(r, color="grey", ls=":", lw=1.2)
     left.set(xscale="log", yscale="log", ylim=(1e-3, 1.5), xlabel="dirección k (de mayor a menor)",
-             ylabel="σₖ / σ₁", title="Valores singulares de cada ΔW")
+             ylabel="σₖ / σ₁", title="Valores singulares de cada ΔW\n(línea: mediana de las capas; "
+                                     "banda: del 10 % al 90 % de ellas)")
     left.legend(loc="lower left")
     types = [t for t in LAYER_TYPES if any(layer_type(k) == t for k in full)]
     for number, kind in enumerate(types):
@@ -155,8 +177,10 @@ def plot_spectra(full: dict, lora: dict, r: int, path, title: str):
     right.set(xscale="log", ylim=(0, 101), xlabel="k primeras direcciones", ylabel="energía de ΔW (%)",
               title="Ajuste completo: energía acumulada")
     right.legend(ncol=2, fontsize=8, loc="lower right")
+    widest = max(max(ax.get_xlim()[1] for ax in (left, right)), r)
     for ax in (left, right):
         ax.grid(alpha=0.3, which="both")
+        ax.set_xlim(1, widest)  # los dos paneles, hasta la misma k
     fig.suptitle(title)
     fig.tight_layout()
     spanish_numbers(fig)
@@ -173,6 +197,19 @@ def answer_format(text: str) -> str:
         if re.fullmatch(pattern, text.strip()):
             return name
     return "otro"
+
+
+def is_broken_answer(text: str) -> bool:
+    """¿Una respuesta que ya no dice nada? Vacía, sin ninguna cifra, o un solo carácter en más de la mitad.
+
+    Un modelo que sigue respondiendo, acierte o no, escribe cifras de la fecha («La fecha de 5 de abril de
+    2049», «2020-05-05 12:00»); uno roto repite un carácter («................»). Una fecha bien formada nunca
+    está rota, aunque repita cifras («11.11.2011»).
+    """
+    text = text.strip()
+    if not text or not any(c.isdigit() for c in text):
+        return True
+    return answer_format(text) == "otro" and max(text.count(c) for c in set(text)) > len(text) / 2
 
 
 def format_counts(answers: list[str]) -> dict[str, int]:
@@ -287,11 +324,14 @@ def generate_mixed(model, tokenizer, prompts: list, adapter_names: list[str], ma
 class SectionClock:
     """Cuánto tarda cada sección del cuaderno: ``clock.start("1. ...")`` al empezar cada una."""
 
-    def __init__(self):
+    def __init__(self, begin: float | None = None, begin_cpu: float | None = None):
+        """``begin``/``begin_cpu``: el ``time.perf_counter()`` y el ``time.process_time()`` de la primera celda (si
+        no, ahora)."""
         import time
 
         self._now, self._cpu = time.perf_counter, time.process_time
-        self.begin, self.begin_cpu = self._now(), self._cpu()
+        self.begin = self._now() if begin is None else begin
+        self.begin_cpu = self._cpu() if begin_cpu is None else begin_cpu
         self.seconds, self.cpu_seconds, self._current = {}, {}, None
 
     def start(self, name: str) -> None:

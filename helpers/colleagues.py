@@ -2,7 +2,8 @@
 
 ``colleague_merges()`` los hace al momento, cada uno con una historia sorteada (bien hecho, o con uno de
 cuatro fallos típicos al fusionar; ver ``helpers.shipped.MERGE_STORIES``) y con una firma en sus pesos que
-dice que llegó de un compañero.
+dice que llegó de un compañero. Al corregir, las historias, el adaptador de «otro_adaptador» y las firmas
+salen de la variante de la entrega (``colleague_draw``), y el juez exige exactamente esas.
 """
 
 from __future__ import annotations
@@ -12,7 +13,15 @@ import random
 from pathlib import Path
 
 from .model import fresh_base
-from .shipped import ADAPTER_FORMATS, COLLEAGUES, LORA_ALPHA, LORA_R, MERGE_STORIES, adapter_dir
+from .shipped import (
+    ADAPTER_FORMATS,
+    COLLEAGUES,
+    LORA_ALPHA,
+    LORA_R,
+    MERGE_STORIES,
+    adapter_dir,
+    variant_random,
+)
 
 # Firma de un fusionado de compañero: `model.norm.weight` × (1 ± 2⁻¹⁶) con un patrón de signos que sale de
 # un número al azar. No cambia lo que se mide (pesos de las capas adaptadas; los logits se mueven ~1e-3, lo
@@ -55,18 +64,40 @@ def _lora_deltas(folder: Path) -> dict:
             for key in weights if key.endswith(suffix)}
 
 
-def colleague_merge(story: str, rng: random.Random | None = None):
+def _draw_one(rng: random.Random, story: str | None = None) -> dict:
+    """Lo que se sortea de un compañero: historia, el adaptador de «otro_adaptador» y el número de su firma."""
+    story = story or rng.choice(list(MERGE_STORIES))
+    return {"story": story, "other": rng.choice([fmt for fmt in ADAPTER_FORMATS if fmt != "iso"]),
+            "nonce": rng.getrandbits(SIGNATURE_NONCE_BITS)}
+
+
+def colleague_draw(token: str | None = None) -> dict[str, dict] | None:
+    """{compañero: {"story", "other", "nonce"}} de la variante (``token`` o la de esta ejecución); None sin ella."""
+    rng = variant_random("compañeros", token)
+    if rng is None:
+        return None
+    drawn: dict[str, dict] = {}
+    while len(drawn) < len(COLLEAGUES):
+        one = _draw_one(rng)
+        if one["nonce"] not in {d["nonce"] for d in drawn.values()}:  # dos firmas iguales serían un mismo modelo
+            drawn[COLLEAGUES[len(drawn)]] = one
+    return drawn
+
+
+def colleague_merge(story: str, rng: random.Random | None = None, drawn: dict | None = None):
     """Un fusionado del adaptador ISO con la historia ``story`` (ver ``MERGE_STORIES``), en CPU y float32.
 
-    Todas las historias se construyen igual (base recién cargado + lo que esa historia suma a los pesos +
-    la firma), así que el objeto no guarda ningún rastro de cuál es: solo sus pesos lo dicen.
+    ``drawn``: el adaptador de «otro_adaptador» y el número de la firma ya sorteados (``colleague_draw``);
+    sin él se sortean con ``rng``. Todas las historias se construyen igual (base recién cargado + lo que esa
+    historia suma a los pesos + la firma), así que el objeto no guarda ningún rastro de cuál es: solo sus
+    pesos lo dicen.
     """
     import torch
 
     if story not in MERGE_STORIES:
         raise ValueError(f"Historia desconocida {story!r}. Usa una de: {', '.join(MERGE_STORIES)}.")
-    rng = rng or random.SystemRandom()
-    other = rng.choice([fmt for fmt in ADAPTER_FORMATS if fmt != "iso"])
+    drawn = drawn or _draw_one(rng or random.SystemRandom(), story)
+    other = drawn["other"]
     source, factor = {"bien": ("iso", 1.0), "sin_fusionar": ("iso", 0.0), "dos_veces": ("iso", 2.0),
                       "sin_escala": ("iso", LORA_R / LORA_ALPHA), "otro_adaptador": (other, 1.0)}[story]
     model = fresh_base()
@@ -76,7 +107,7 @@ def colleague_merge(story: str, rng: random.Random | None = None):
             for key, delta in _lora_deltas(adapter_dir(source)).items():
                 params[key] += factor * delta
         norm = params["model.norm.weight"]
-        norm.mul_(1 + SIGNATURE_SCALE * _signature_signs(rng.getrandbits(SIGNATURE_NONCE_BITS), norm.numel()))
+        norm.mul_(1 + SIGNATURE_SCALE * _signature_signs(drawn["nonce"], norm.numel()))
     return model.eval()
 
 
@@ -84,9 +115,12 @@ def colleague_merges(device: str | None = None) -> dict:
     """{compañero: modelo fusionado}: tres fusionados del adaptador ISO, cada uno con una historia al azar.
 
     Se sortea en cada llamada (con el azar del sistema, no con una semilla del curso) y no se guarda cuál
-    salió: cada ejecución del cuaderno trae otros, y solo se sabe qué les pasó midiéndolos.
+    salió: cada ejecución del cuaderno trae otros, y solo se sabe qué les pasó midiéndolos. Al corregir, los
+    sortea la variante de la entrega (``colleague_draw``).
     """
-    rng = random.SystemRandom()
-    stories = list(MERGE_STORIES)
-    merges = {name: colleague_merge(rng.choice(stories), rng) for name in COLLEAGUES}
+    drawn = colleague_draw()
+    if drawn is None:
+        rng = random.SystemRandom()
+        drawn = {name: _draw_one(rng) for name in COLLEAGUES}
+    merges = {name: colleague_merge(one["story"], drawn=one) for name, one in drawn.items()}
     return {name: model.to(device) if device else model for name, model in merges.items()}

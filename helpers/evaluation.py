@@ -70,10 +70,15 @@ class EvalResult:
         """Tabla (pandas) con entrada, esperado, obtenido y si acierta."""
         import pandas as pd
 
-        rows = [{"entrada": i, "esperado": e, "obtenido": p, "✓": "✅" if p == e else "❌"}
+        rows = [{"entrada": i, "esperado": e, "obtenido": _one_line(p), "✓": "✅" if p == e else "❌"}
                 for i, e, p in zip(self.inputs, self.expected, self.predictions)
                 if not (only_errors and p == e)]
         return pd.DataFrame(rows[:n])
+
+
+def _one_line(text: str) -> str:
+    """La respuesta en una línea de tabla: cada salto de línea que generó el modelo, como «↵»."""
+    return text.replace("\r\n", "↵").replace("\n", "↵")
 
 
 def exact_match(predictions: list[str], references: list[str]) -> int:

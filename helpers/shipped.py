@@ -2,13 +2,24 @@
 
 Lo importan los cuadernos, las comprobaciones y el taller (``helpers.authoring.build_adapters``, que los
 construye): los hechos viven aquí, la receta de entrenamiento en el taller.
+
+**La variante de cada entrega.** Al corregir, quien corrige pone en ``CURSO_LORA_VARIANTE`` una ficha
+propia de cada entrega (derivada sin vuelta atrás de su semilla oculta, ``helpers.grading.chain``) y se la
+da también al juez. Con ella, ``mystery_dirs()`` sortea qué adaptador publicado hay detrás de cada nombre
+sin etiqueta (y lo escribe con otros bytes), y ``helpers.colleagues`` sortea las historias y las firmas de
+los compañeros: una respuesta copiada de otra entrega, o escrita de antemano, no es la de esta. Sin la
+variable (fuera de la corrección) todo es como siempre: cada nombre, su carpeta.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import os
+import random
 from pathlib import Path
 
-from .paths import COURSE_ROOT
+from .paths import COURSE_ROOT, output_dir
 
 ADAPTERS_DIR = COURSE_ROOT / "adapters"
 ADAPTER_FORMATS = ("iso", "us", "en")
@@ -56,5 +67,94 @@ def mystery_dir(name: str, root: Path | str = ADAPTERS_DIR) -> Path:
 
 
 def mystery_dirs(root: Path | str = ADAPTERS_DIR) -> dict[str, str]:
-    """{nombre: carpeta} de los tres adaptadores sin etiqueta del ejercicio 🦁."""
-    return {name: str(mystery_dir(name, root)) for name in MYSTERY_NAMES}
+    """{nombre: carpeta} de los tres adaptadores sin etiqueta del ejercicio 🦁.
+
+    Con una variante (al corregir), las carpetas se escriben en las salidas con lo que la variante sorteó
+    para cada nombre (``mystery_weights``).
+    """
+    if variant_token() is None:
+        return {name: str(mystery_dir(name, root)) for name in MYSTERY_NAMES}
+    from safetensors.torch import save_file
+
+    folders = {}
+    for name, source in mystery_sources().items():
+        folder = output_dir(MYSTERY_SUBDIR, name)
+        config = (mystery_dir(source, root) / ADAPTER_FILES[0]).read_text(encoding="utf-8")
+        (folder / ADAPTER_FILES[0]).write_text(config, encoding="utf-8")
+        save_file(mystery_weights(name, root=root), str(folder / ADAPTER_FILES[1]), metadata={"format": "pt"})
+        folders[name] = str(folder)
+    return folders
+
+
+# ---------------------------------------------------------------- la variante de cada entrega
+VARIANT_ENV = "CURSO_LORA_VARIANTE"
+
+
+def variant_token() -> str | None:
+    """La ficha de variante de esta ejecución (la pone quien corrige), o None fuera de la corrección."""
+    return os.environ.get(VARIANT_ENV) or None
+
+
+@contextlib.contextmanager
+def using_variant(token: str | None):
+    """Durante el bloque, la variante ``token`` (None: ninguna); después, la que hubiera."""
+    before = os.environ.get(VARIANT_ENV)
+    os.environ.pop(VARIANT_ENV, None)
+    if token:
+        os.environ[VARIANT_ENV] = token
+    try:
+        yield
+    finally:
+        os.environ.pop(VARIANT_ENV, None)
+        if before is not None:
+            os.environ[VARIANT_ENV] = before
+
+
+def variant_random(purpose: str, token: str | None = None) -> random.Random | None:
+    """Un generador para ``purpose`` que sale de la variante (``token`` o la de esta ejecución); None sin ella."""
+    token = token or variant_token()
+    if not token:
+        return None
+    digest = hashlib.sha256(f"curso-lora\0{purpose}\0{token}".encode()).digest()
+    return random.Random(int.from_bytes(digest, "big"))
+
+
+def mystery_sources(token: str | None = None) -> dict[str, str]:
+    """{nombre sin etiqueta: carpeta de ``adapters/misterio/`` que lleva}: sin variante, la suya.
+
+    Con variante, cada nombre sortea una de las tres (pueden repetirse, no las tres iguales: sus columnas
+    tienen que poder distinguirse).
+    """
+    rng = variant_random("misterio", token)
+    if rng is None:
+        return {name: name for name in MYSTERY_NAMES}
+    while True:
+        drawn = {name: rng.choice(MYSTERY_NAMES) for name in MYSTERY_NAMES}
+        if len(set(drawn.values())) > 1:
+            return drawn
+
+
+def mystery_weights(name: str, token: str | None = None, root: Path | str = ADAPTERS_DIR) -> dict:
+    """Los pesos LoRA (claves de PEFT) del adaptador sin etiqueta ``name`` en la variante.
+
+    Sin variante, los de su carpeta. Con ella, los de la carpeta sorteada con sus r componentes en otro orden
+    y con otros signos (A' = S·P·A, B' = B·Pᵀ·S): el mismo ΔW = B·A, así que responde igual, pero con otros
+    bytes, y nada en el archivo dice de qué carpeta salió.
+    """
+    import torch
+    from safetensors.torch import load_file
+
+    weights = load_file(mystery_dir(mystery_sources(token)[name], root) / ADAPTER_FILES[1])
+    rng = variant_random(f"misterio/{name}", token)
+    if rng is None:
+        return weights
+    rank = next(t.shape[0] for key, t in weights.items() if "lora_A" in key)
+    order = list(range(rank))
+    rng.shuffle(order)
+    signs = torch.tensor([rng.choice((-1.0, 1.0)) for _ in order])
+    for key, tensor in weights.items():
+        if "lora_A" in key:
+            weights[key] = (tensor[order] * signs[:, None].to(tensor.dtype)).contiguous()
+        elif "lora_B" in key:
+            weights[key] = (tensor[:, order] * signs[None, :].to(tensor.dtype)).contiguous()
+    return weights

@@ -27,6 +27,12 @@ def test_eval_result_accuracy_and_table():
     assert list(table["obtenido"]) == ["z"]
 
 
+def test_the_table_shows_generated_line_breaks_on_one_line():
+    result = EvalResult(0, 1, ["a"], ["22.03.2005"], ["La fecha de 22 de mar.\n\nLa fecha de"])
+    assert list(result.table()["obtenido"]) == ["La fecha de 22 de mar.↵↵La fecha de"]
+    assert result.predictions == ["La fecha de 22 de mar.\n\nLa fecha de"]  # lo que se mide no cambia
+
+
 def test_batched_generation_equals_one_by_one(base, splits):
     model, tok = base
     prompts = [r["prompt"] for r in splits["test"].select(range(4))]

@@ -96,6 +96,8 @@ def test_a_prediction_is_compared_with_the_measurement_without_points():
 
     assert "No escribiste" in verdict(None, 10)
     assert "Muy cerca" in verdict(9, 10)
+    assert "¡Exacto!" in verdict(10, 10) and "Muy cerca" not in verdict(10, 10)
+    assert "¡Exacto!" in verdict(2441, 2441.2, fmt=lambda v: str(round(v)))  # igual tal como se escribe
     assert "te quedaste corto" in verdict(1_000, 2_441_216, fmt=str) and "2441,2 veces" not in verdict(1, 2)
     assert "te pasaste" in verdict(50, 10) and "5,0 veces" in verdict(50, 10)
     assert "no es un número" in verdict("mucho", 10)

@@ -24,6 +24,10 @@ from ..checks.cells import BEGIN, END, checks_called, parse_cell, without_output
 from ..paths import COURSE_ROOT, NOTEBOOKS_DIR, SOLUTIONS_DIR, output_dir
 
 TODO = "# TODO: completa este ejercicio{produce}. ¿Atascado? Prueba checks.{name}.hint()"
+# El núcleo tal como lo anuncia ipykernel (``ipykernel.kernelspec.get_kernel_dict()``): si el cuaderno dice
+# otro nombre («Python 3»), JupyterLab lo corrige al abrirlo y lo marca como modificado (●), y al cerrarlo
+# pregunta si se guarda aunque el alumno no haya tocado nada.
+KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
 
 
 def _bound(target) -> list[str]:
@@ -110,8 +114,12 @@ def exercise_for_cell(cells: list, index: int) -> str:
 
 
 def exercise_notebook(solution):
-    """Versión de ejercicios de un cuaderno de soluciones (un objeto de nbformat; no lo modifica)."""
+    """Versión de ejercicios de un cuaderno de soluciones (un objeto de nbformat; no lo modifica).
+
+    El núcleo (``kernelspec``) pasa a ser el que anuncia ipykernel, para que abrirlo no lo marque modificado.
+    """
     nb = without_outputs(solution)
+    nb.metadata["kernelspec"] = dict(KERNELSPEC)
     for index, cell in enumerate(nb.cells):
         if cell.cell_type == "code" and (BEGIN in cell.source or END in cell.source):
             try:

@@ -114,8 +114,58 @@ def read_document(path: Path):
     return nbformat.read(path, as_version=4)
 
 
+def page_name(path: Path, root: Path = COURSE_ROOT) -> str:
+    """La carpeta (y el nombre) de las páginas de ``path``: un cuaderno resuelto, su nombre
+    (``lora_finetuning``); cualquier otro documento, su ruta (``notebooks-lora_finetuning``), para que el
+    cuaderno de ejercicios no pise las páginas de su solución."""
+    path = Path(path).resolve()
+    try:
+        relative = path.relative_to(Path(root).resolve())
+    except ValueError:
+        return path.stem
+    if relative.parent in (Path("."), Path("solutions")):
+        return path.stem
+    return "-".join(relative.with_suffix("").parts)
+
+
+# El código se lee entero: en las páginas no se corta al ancho ni se pierde la sangría. Cada bloque de
+# código lleva fondo y aire; uno que no cabe se reduce un poco y, si aún no cabe, parte sus líneas con la
+# continuación más sangrada que la línea (``use_rslora=True)`` no sale fuera de su ``for``).
+CODE_CSS = """<style>
+.jp-RenderedHTMLCommon pre, .jp-RenderedMarkdown pre {
+  background: #f5f5f5; border: 1px solid #e0e0e0; border-radius: 4px; padding: 8px 12px; margin: 0.8em 0;
+}
+.jp-RenderedHTMLCommon pre code { background: none; padding: 0; }
+pre .curso-line { display: block; }
+</style>"""
+CODE_JS = r"""<script>
+(() => {
+  const fits = pre => pre.scrollWidth <= pre.clientWidth + 1;
+  for (const pre of document.querySelectorAll('pre')) {
+    pre.style.whiteSpace = 'pre';  // las plantillas parten a la columna 0 (pre-wrap) o cortan (auto)
+    if (fits(pre)) continue;
+    const size = parseFloat(getComputedStyle(pre).fontSize);
+    pre.style.fontSize = Math.max(0.8, pre.clientWidth / pre.scrollWidth) * size + 'px';
+    if (fits(pre)) continue;
+    const host = pre.querySelector(':scope > code') || pre;
+    const lines = host.innerHTML.replace(/\n$/, '').split('\n');
+    const balanced = line => (line.match(/<span\b/g) || []).length === (line.match(/<\/span>/g) || []).length;
+    if (lines.every(balanced)) {
+      host.innerHTML = lines.map(line => {
+        const text = line.replace(/<[^>]*>/g, '');
+        const hang = text.length - text.trimStart().length + 4;
+        return `<span class="curso-line" style="padding-left:${hang}ch;text-indent:-${hang}ch">${line || ' '}</span>`;
+      }).join('');
+    }
+    pre.style.whiteSpace = 'pre-wrap';
+    pre.style.overflowWrap = 'anywhere';
+  }
+})();
+</script>"""
+
+
 def to_html(path: Path, mathjax_url: str | None = None) -> str:
-    """El documento en HTML con la plantilla de JupyterLab y sus imágenes dentro."""
+    """El documento en HTML con la plantilla de JupyterLab, sus imágenes dentro y el código sin cortar."""
     from nbconvert import HTMLExporter
 
     exporter = HTMLExporter(template_name="lab", embed_images=True)
@@ -123,7 +173,7 @@ def to_html(path: Path, mathjax_url: str | None = None) -> str:
         exporter.mathjax_url = mathjax_url
     html, _ = exporter.from_notebook_node(read_document(path),
                                           resources={"metadata": {"path": str(path.parent), "name": path.stem}})
-    return html
+    return html.replace("</head>", CODE_CSS + "\n</head>", 1).replace("</body>", CODE_JS + "\n</body>", 1)
 
 
 # ---------------- páginas ----------------
@@ -339,16 +389,17 @@ def main(argv: list[str] | None = None) -> int:
     browser = Browser(chromium) if chromium else None
     try:
         for document in documents:
-            folder = out / document.stem
+            name = page_name(document)
+            folder = out / name
             folder.mkdir(parents=True, exist_ok=True)
-            html = folder / f"{document.stem}.html"
+            html = folder / f"{name}.html"
             html.write_text(to_html(document, mathjax), "utf-8")
             if browser is None:
                 print(f"{shown(document)}: {shown(html)}")
                 continue
             pages = screenshots(browser, html, args.ancho, args.alto)
             print(f"{shown(document)}: {shown(html)} y {len(pages)} páginas ({shown(folder)}/"
-                  f"{document.stem}-01.png...)")
+                  f"{name}-01.png...)")
     except RenderError as error:
         print(f"Error: {error}", file=sys.stderr)
         return 1

@@ -18,7 +18,7 @@ import json
 import math
 from pathlib import Path
 
-from ..colleagues import signature_nonce
+from ..colleagues import colleague_draw, signature_nonce
 from ..numbers import decimal, integer, scientific
 from ..shipped import (
     ADAPTER_FORMATS,
@@ -28,7 +28,8 @@ from ..shipped import (
     MERGE_STORIES,
     MYSTERY_NAMES,
     adapter_dir,
-    mystery_dir,
+    mystery_weights,
+    variant_token,
 )
 from . import handover
 from .core import exercise, expect
@@ -95,12 +96,14 @@ def _shipped_weights(fmt: str) -> dict:
     return load_file(adapter_dir(fmt) / "adapter_model.safetensors")
 
 
-@functools.cache
 def _mystery_weights(name: str) -> dict:
-    """Pesos LoRA del adaptador sin etiqueta ``adapters/misterio/<name>``."""
-    from safetensors.torch import load_file
+    """Pesos LoRA que lleva el adaptador sin etiqueta ``name`` en la variante de esta ejecución."""
+    return _variant_mystery_weights(name, variant_token())
 
-    return load_file(mystery_dir(name) / "adapter_model.safetensors")
+
+@functools.cache
+def _variant_mystery_weights(name: str, token: str | None) -> dict:
+    return mystery_weights(name, token)
 
 
 @functools.cache
@@ -132,7 +135,7 @@ def _which_shipped(model, name: str) -> str | None:
 
 
 def _which_mystery(model, name: str) -> str | None:
-    """Qué adaptador de ``adapters/misterio/`` es el adaptador ``name`` del modelo (o None si ninguno)."""
+    """Qué nombre de ``MYSTERY_DIRS`` (en esta variante) tiene los pesos del adaptador ``name`` (o None)."""
     state = _loaded_adapter_state(model, name)
     return next((m for m in MYSTERY_NAMES if _same_tensors(state, _mystery_weights(m))), None)
 
@@ -292,7 +295,8 @@ def load_adapter(model, examples=None):
     if not is_peft_model(model):
         expect(not getattr(model, "_hf_peft_config_loaded", False),
                "Has cargado el adaptador con la API de transformers (`base.load_adapter`). Funciona, pero en este "
-               "ejercicio usa la de PEFT: `model = PeftModel.from_pretrained(base, ADAPTER_DIRS['iso'])`.")
+               "ejercicio usa la de PEFT: `model = PeftModel.from_pretrained(base, ADAPTER_DIRS['iso'], "
+               "adapter_name='iso')`.")
         expect(False, f"`model` es el modelo base ({_type_name(model)}), sin adaptador. Envuélvelo: "
                       "`model = PeftModel.from_pretrained(base, ADAPTER_DIRS['iso'], adapter_name='iso')`.")
     expect(lora_layers(model), "El PeftModel no tiene capas LoRA: ¿lo descargaste ya con `unload()`? "
@@ -307,11 +311,16 @@ def load_adapter(model, examples=None):
         expect(fmt is not None or not _lora_b_is_zero(model, active),
                "Los pesos LoRA B del adaptador activo están a cero: es un adaptador nuevo, sin entrenar "
                "(¿usaste `get_peft_model`?). Carga el entrenado con `PeftModel.from_pretrained(base, "
-               "ADAPTER_DIRS['iso'])`.")
-        expect(fmt is not None, f"El adaptador activo ('{active}') no coincide con ninguno de `adapters/`. "
-                                "Cárgalo con `PeftModel.from_pretrained(base, ADAPTER_DIRS['iso'])`.")
+               "ADAPTER_DIRS['iso'], adapter_name='iso')`.")
+        expect(fmt is not None, f"El adaptador activo ('{active}') no coincide con ninguno de `adapters/`. Cárgalo "
+                                "con `PeftModel.from_pretrained(base, ADAPTER_DIRS['iso'], adapter_name='iso')`.")
         expect(False, f"El adaptador activo es el de formato {FORMAT_NAMES[fmt]} (`adapters/{fmt}`); el "
                       "ejercicio pide el ISO: `ADAPTER_DIRS['iso']`.")
+    expect(active == "iso", f"El adaptador ISO está cargado y activo, pero con el nombre '{active}': el ejercicio "
+                            "pide el nombre `\"iso\"`, y una celda de más abajo lo vuelve a activar por su nombre, "
+                            "`model.set_adapter(\"iso\")`. Vuelve a ejecutar la celda que carga `base` (PEFT ya "
+                            "inyectó este adaptador en él) y después la tuya con `PeftModel.from_pretrained(base, "
+                            "ADAPTER_DIRS['iso'], adapter_name='iso')`.")
     layers = lora_layers(model)
     expect(not any(module.merged for _, module in layers),
            "El adaptador ya está fusionado en los pesos (`merge_adapter`). En este ejercicio solo hay que cargarlo.")
@@ -366,6 +375,10 @@ def _expect_mystery_model(mystery, names: list[str]) -> None:
         shipped = _which_shipped(mystery, name)
         expect(shipped is None, f"El adaptador '{name}' de `mystery` es `adapters/{shipped}`, uno con etiqueta: "
                                 f"carga el de `MYSTERY_DIRS['{name}']`.")
+        expect(variant_token() is None, f"El adaptador '{name}' de `mystery` no es el de `MYSTERY_DIRS['{name}']` de "
+                                        "esta ejecución: al corregir, cada entrega recibe sus propios adaptadores sin "
+                                        f"etiqueta. Cárgalo con `MYSTERY_DIRS['{name}']` (sin escribir la ruta a mano ni "
+                                        "cambiar las variables del curso), en la misma ejecución.")
         expect(False, f"El adaptador '{name}' de `mystery` no es el de `MYSTERY_DIRS['{name}']`: cárgalo otra vez de "
                       "su carpeta, sin entrenarlo ni cambiarlo.")
 
@@ -413,7 +426,8 @@ def switch_adapters(mystery, answers_by_adapter, format_of, examples=None):
     """Los tres adaptadores sin etiqueta en un PeftModel, sus respuestas y el formato que produce cada uno.
 
     Qué formato produce cada uno no está escrito en ningún sitio: la comprobación lo mide, generando con cada
-    adaptador activo sobre fechas de ``examples`` (ocultas en la corrección).
+    adaptador activo sobre fechas de ``examples`` (ocultas en la corrección). Al corregir, los pesos de cada nombre
+    tienen que ser los que la variante de la entrega puso en ``MYSTERY_DIRS`` (``helpers.shipped.mystery_weights``).
     """
     from ..data import Examples
     from ..evaluation import exact_match, generate
@@ -520,6 +534,7 @@ def _expect_broken(broken) -> dict[str, str]:
     expect(isinstance(broken, dict) and set(broken) == set(COLLEAGUES),
            f"`broken` debe ser el dict que devuelve `colleague_merges()`, con {', '.join(COLLEAGUES)}.")
     base_norm = _base_weight("model.norm.weight")
+    drawn = colleague_draw()  # al corregir: lo que la variante de esta entrega sorteó para cada compañero
     stories, nonces = {}, set()
     for name in COLLEAGUES:
         model = broken[name]
@@ -535,12 +550,19 @@ def _expect_broken(broken) -> dict[str, str]:
                "cargado o fusionado por ti no vale). Pasa el de `colleague_merges()` tal cual.")
         expect(nonce is None or nonce not in nonces, f"`broken['{name}']` es el mismo modelo que otro compañero: pasa "
                                                      "el dict de `colleague_merges()` tal cual.")
+        expect(drawn is None or nonce is None or nonce == drawn[name]["nonce"],
+               f"`broken['{name}']` lleva una firma de {name.capitalize()}, pero no la de esta ejecución: al corregir, "
+               "cada entrega recibe sus propios fusionados. Pasa el dict que devuelve `colleague_merges()` en esta misma "
+               "ejecución, tal cual (sin cambiar las variables del curso).")
         nonces.add(nonce)
         weights = _model_weights(model, _target_keys(every=SAMPLE_EVERY))
         story, _ = _story(weights, torch.float32)
         expect(story is not None, f"Los pesos de `broken['{name}']` ya no son los que te pasó {name.capitalize()}: "
                                   "¿los modificaste (por ejemplo, fusionando encima)? Vuelve a ejecutar la celda de "
                                   "`colleague_merges()` y mide sin tocarlos.")
+        expect(drawn is None or story == drawn[name]["story"],
+               f"Los pesos de `broken['{name}']` ya no son los que te pasó {name.capitalize()}: ¿los modificaste? Vuelve "
+               "a ejecutar la celda de `colleague_merges()` y mide sin tocarlos.")
         stories[name] = story
     return stories
 
@@ -652,8 +674,8 @@ def _expect_merged(merged) -> None:
 def merge_adapter(broken, diagnosis, adapter_model, merged, merged_dir, examples=None):
     """El diagnóstico de los tres fusionados de los compañeros, y tu fusión: comparada, guardada y recargable.
 
-    La historia de cada compañero se mide en sus pesos (se sortea en cada ejecución y no se guarda). Tu fusión se
-    mide frente a ``adapter_model`` (el adaptador ISO sin fusionar sobre un base intacto) en pesos y en logits, y
+    La historia de cada compañero se mide en sus pesos (se sortea en cada ejecución y no se guarda; al corregir la
+    sortea la variante de la entrega, y sus firmas e historias tienen que ser esas). Tu fusión se mide frente a ``adapter_model`` (el adaptador ISO sin fusionar sobre un base intacto) en pesos y en logits, y
     la carpeta se recarga.
     """
     import torch

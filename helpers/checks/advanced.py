@@ -10,6 +10,7 @@ de preferencias con fechas que el cuaderno no vio. Nunca reentrena. Los números
 
 from __future__ import annotations
 
+import ast
 import functools
 import json
 import math
@@ -17,8 +18,10 @@ import math
 from ..advanced import (
     add_deltas,
     answer_format,
+    fit_deltas,
     generate_mixed,
     implicit_margins,
+    is_broken_answer,
     lora_deltas,
     preference_pairs,
     relative_difference,
@@ -27,8 +30,9 @@ from ..numbers import decimal, integer, percent, scientific
 from ..shipped import ADAPTER_FORMATS
 from . import handover
 from .adapters import FORMAT_NAMES, _shipped_scaling, _shipped_weights, _which_shipped
+from .cells import parse_cell
 from .core import exercise, expect
-from .models import is_peft_model, lora_layers
+from .models import adapter_off, is_peft_model, lora_layers
 
 NOTEBOOK = "lora_advanced"
 BASE = "__base__"
@@ -64,6 +68,12 @@ DPO_MAX_SHIPPED_SIMILARITY = 0.5
 # pasos: 0,89 (1e-3), 0,99 (3e-4), 1,02 (1e-4 y 1e-6). Un historial con tasas 100 veces menores que las reales
 # da ~90.
 DPO_MAX_UPDATE_RATIO = 2.0
+# Respuestas voraces rotas (``is_broken_answer``: sin cifras o un carácter repetido) que se toleran en las DPO_ROWS
+# fechas ocultas, una vez que el margen pasa. Observado: tasa 10⁻¹, 12 pasos → todas «................» (margen
+# medio 75,75; issue 29); la solución (3·10⁻⁴), 0 de 32 en el cuaderno. El modelo base sin cambios también da
+# respuestas sin cifras (3 de las 8 ocultas de la semilla 11: «La fecha de la noche de la noche…»), por eso la
+# regla va después del margen: un modelo que aún habla como el base falla antes por el margen, con su mensaje.
+DPO_MAX_BROKEN = 2
 
 
 def _type_name(obj) -> str:
@@ -104,11 +114,11 @@ def _shipped_deltas(fmt: str) -> dict:
     return {key: (b @ a) * scaling for key, (a, b) in _shipped_factors(fmt).items()}
 
 
-def _linear_deltas(first: str, second: str) -> dict:
-    """El ΔW que deja ``combination_type="linear"`` con pesos [1, 1]: s·(B₁ + B₂)(A₁ + A₂), con términos cruzados."""
+def _cross_deltas(first: str, second: str) -> dict:
+    """Los términos cruzados que añade ``combination_type="linear"``: s·(B₁A₂ + B₂A₁) de cada capa."""
     scaling = _shipped_scaling(first)
     one, two = _shipped_factors(first), _shipped_factors(second)
-    return {key: scaling * (b1 + two[key][1]) @ (a1 + two[key][0]) for key, (a1, b1) in one.items()}
+    return {key: scaling * (b1 @ two[key][0] + two[key][1] @ a1) for key, (a1, b1) in one.items()}
 
 
 def _is_text_list(value) -> bool:
@@ -125,7 +135,7 @@ def _single_answers(model, tokenizer, prompts, names) -> list[str]:
         rows = [i for i, n in enumerate(names) if n == name]
         group = [prompts[i] for i in rows]
         if name == BASE:
-            with model.disable_adapter():
+            with adapter_off(model):
                 out = generate(model, tokenizer, group)
         else:
             model.set_adapter(name)
@@ -134,6 +144,63 @@ def _single_answers(model, tokenizer, prompts, names) -> list[str]:
             answers[i] = text
     model.set_adapter(previous)
     return answers
+
+
+def _cell_that_assigned(name: str) -> str | None:
+    """En el kernel del alumno, el código de la última celda ejecutada que asigna ``name`` (None fuera de IPython).
+
+    Solo sirve para comentar CÓMO se hizo algo (el juez, en otro proceso, no lo ve ni lo puntúa).
+    """
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return None
+    shell = get_ipython()
+    history = list(shell.user_ns.get("In", [])) if shell is not None else []
+    for source in reversed(history[:-1]):  # la última es la celda de la comprobación
+        try:
+            tree = parse_cell(source)
+        except SyntaxError:
+            continue
+        targets = {t.id for node in ast.walk(tree) if isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign))
+                   for t in ast.walk(node) if isinstance(t, ast.Name) and isinstance(t.ctx, ast.Store)}
+        if name in targets:
+            return source
+    return None
+
+
+def _called(call: ast.Call) -> str:
+    """El nombre de lo que se llama: ``model.generate(...)`` → ``generate``; ``generate(...)`` → ``generate``."""
+    func = call.func
+    return func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
+
+
+def _how_generated(source: str | None) -> str:
+    """Una nota si la celda de ``mixed_answers`` no usó una sola llamada a ``generate`` con ``adapter_names``."""
+    if not source:
+        return ""
+    try:
+        tree = parse_cell(source)
+    except SyntaxError:
+        return ""
+    loops = [node for node in ast.walk(tree) if isinstance(node, (ast.For, ast.While, ast.comprehension))]
+    in_loop = {id(n) for loop in loops for n in ast.walk(loop)}
+    calls = [(node, _called(node)) for node in ast.walk(tree) if isinstance(node, ast.Call)]
+    generates = [c for c, name in calls if name in ("generate", "generate_mixed")]
+    switches = sorted({name for _, name in calls if name in ("set_adapter", "disable_adapter")})
+    mixed = [c for c in generates if _called(c) == "generate_mixed" or any(k.arg == "adapter_names" for k in c.keywords)]
+    looped = [c for c in generates if id(c) in in_loop]
+    if not generates or (mixed and not looped and len(generates) == 1):
+        return ""  # sin `generate` en la celda (p. ej. una función de otra celda) no se puede decir cómo
+    how = (f"{len(generates)} llamadas a `generate`" if len(generates) != 1 else "una llamada a `generate`")
+    if looped:
+        how = "un bucle que llama a `generate` una vez por vuelta"
+    if switches:
+        how += " y cambia de adaptador con `" + "` y `".join(switches) + "`"
+    return (f" Ojo: según tu celda, las generaste con {how}. Las respuestas coinciden, así que la comprobación (y la "
+            "corrección, que solo ve los datos) no puede distinguirlo y el punto cuenta; pero el ejercicio pide UNA "
+            "sola llamada a `model.generate(..., adapter_names=mixed_names)`, que sirve todas las filas en una "
+            "pasada (mira en la sección siguiente cuánto se gana).")
 
 
 # ---------------------------------------------------------------- 🐢 un lote, varios adaptadores
@@ -155,7 +222,9 @@ def mixed_batch(model, prompts, names, answers, examples=None):
     Lo que certifica el punto es el resultado: el modelo entregado lleva iso, us y en de ``adapters/`` con sus
     nombres, y un lote mezclado que genera la propia comprobación (fechas nuevas) responde cada fila en el
     formato de su adaptador. Las respuestas del alumno deben ser las de cada adaptador por separado (un bucle
-    con ``set_adapter`` daría las mismas: eso no se puede distinguir en los datos).
+    con ``set_adapter`` daría las mismas: eso no se puede distinguir en los datos). En el cuaderno, la
+    comprobación lee además la celda que asignó ``mixed_answers`` y, si usó un bucle, se lo dice (sin
+    cambiar el veredicto, que es el mismo que dará la corrección).
     """
     from ..data import Examples, answer
 
@@ -195,6 +264,7 @@ def mixed_batch(model, prompts, names, answers, examples=None):
         expect(False, f"La fila {i + 1} ('{names[i]}') respondió {answers[i]!r}, pero con solo ese adaptador "
                       f"responde {alone[i]!r}. ¿Generaste con otros nombres u otro orden? Usa `mixed_names` tal cual.")
     # el resultado: un lote mezclado que genera la comprobación, con otras fechas
+    live = examples is None  # en el cuaderno del alumno (la corrección pasa fechas ocultas)
     examples = examples or Examples("test")
     cycle = [*ADAPTER_FORMATS, BASE]
     probe_names = [cycle[i % len(cycle)] for i in range(PROBE_ROWS * len(cycle))]
@@ -209,9 +279,10 @@ def mixed_batch(model, prompts, names, answers, examples=None):
                             f"{right}/{total}: ¿son los adaptadores de `adapters/`, sin cambiar?")
     where = (f"{len(probe_names)} fechas que el cuaderno no vio" if examples.is_hidden
              else f"otras {len(probe_names)} fechas del conjunto de prueba")
+    note = _how_generated(_cell_that_assigned("mixed_answers")) if live else ""
     return (f"Tus {len(names)} filas son las de cada adaptador por separado. Con {where}, en un "
             f"solo lote mezclado: {right}/{total} aciertos en el formato de su adaptador, y las filas "
-            f"\"{BASE}\" responden como el modelo base ({base_in_format} de {PROBE_ROWS} en algún formato).")
+            f"\"{BASE}\" responden como el modelo base ({base_in_format} de {PROBE_ROWS} en algún formato).{note}")
 
 
 # ---------------------------------------------------------------- 🐕 combinar: ¿qué tipo suma exactamente?
@@ -248,32 +319,63 @@ def cat_combination(model, name, errors=None):
             expect(relative_difference(deltas, _shipped_deltas(fmt)) > CAT_TOLERANCE,
                    f"'{name}' es el adaptador {fmt} tal cual, no una combinación: elige el nombre de una de las "
                    "que creaste con `add_weighted_adapter`.")
-        expect(relative_difference(deltas, _linear_deltas("iso", "us")) > CAT_TOLERANCE,
-               f"'{name}' se hizo con `linear`: se aleja de la suma un {percent(measured, 0)} (error relativo "
-               f"{decimal(measured, 2)}, rango {rank}). `linear` suma por separado las A y las B, y al multiplicar "
-               "B·A aparecen términos cruzados (B_iso·A_us y B_us·A_iso) que no son de ningún adaptador. Mira cuál "
-               "de tus combinaciones dio un error del orden de 10⁻⁷.")
-        candidates = {
-            "la media (pesos 0,5 y 0,5)": add_deltas(iso, us, weights=[0.5, 0.5]),
-            "iso − us (peso negativo)": add_deltas(iso, us, weights=[1.0, -1.0]),
-            "iso + en": add_deltas(iso, _shipped_deltas("en")),
-            "us + en": add_deltas(us, _shipped_deltas("en")),
-        }
-        for label, other in candidates.items():
-            expect(relative_difference(deltas, other) > CAT_TOLERANCE,
-                   f"El ΔW de '{name}' es exactamente {label}, no iso + us: combina [\"iso\", \"us\"] con pesos "
-                   "[1.0, 1.0].")
-        expect(not (rank < 16 and measured < 0.5),
-               f"'{name}' tiene rango {rank} y se aleja de la suma un {percent(measured, 1)} (error relativo "
-               f"{scientific(measured)}): es `svd`, que calcula la suma y se queda con sus {rank} direcciones "
-               "principales; lo que no cabe en ese rango se pierde. La suma de dos adaptadores de rango 8 puede "
-               "necesitar rango 16: ¿cuál de tus combinaciones tiene ese rango?")
-        expect(False, f"El ΔW de '{name}' no es ΔW_iso + ΔW_us (error relativo {scientific(measured)}, rango "
-                      f"{rank}). Crea las combinaciones sobre los adaptadores iso y us recién cargados, con pesos "
-                      "[1.0, 1.0].")
+        _diagnose_combination(name, rank, measured, deltas, iso, us)
     praise = (f"'{name}' (rango {rank}) suma exactamente los dos adaptadores: lo medí con los archivos de "
               f"`adapters/` y ‖ΔW − (ΔW_iso + ΔW_us)‖ / ‖ΔW_iso + ΔW_us‖ = {scientific(measured)}.")
     return praise + _errors_feedback(model, errors, target)
+
+
+def _weights(first: float, second: float) -> str:
+    return f"pesos {decimal(first, 2)} y {decimal(second, 2)}"
+
+
+def _unit_weights(first: float, second: float) -> bool:
+    return abs(first - 1) <= 0.01 and abs(second - 1) <= 0.01
+
+
+# Tras un ajuste de pesos, un residuo por debajo de esto es «exactamente esa mezcla» (el redondeo de float32 deja
+# ~10⁻⁷); un coeficiente de términos cruzados por encima de CROSS_MIN es `linear` (√(w₁w₂): 1 con pesos 1 y 1).
+CROSS_MIN = 1e-3
+RERUN_NOTE = (" Si cambiaste los pesos y volviste a ejecutar la celda con los mismos nombres, `add_weighted_adapter` "
+              "no hizo nada: PEFT no reemplaza un adaptador que ya existe y se queda el viejo. Las primeras líneas "
+              "de la celda los borran (`delete_adapter`) para que cada ejecución empiece de cero.")
+
+
+def _diagnose_combination(name, rank, measured, deltas, iso, us) -> None:
+    """Falla con lo que ES el adaptador, medido: qué tipo de combinación y con qué pesos (ajustados por mínimos
+    cuadrados sobre ΔW_iso, ΔW_us y los términos cruzados de `linear`)."""
+    found, rest = fit_deltas(deltas, {"iso": iso, "us": us, "cruzados": _cross_deltas("iso", "us")})
+    w_iso, w_us = found["iso"], found["us"]
+    off = "" if _unit_weights(w_iso, w_us) else " Además, sus pesos no son 1 y 1: el ejercicio pide [1.0, 1.0]."
+    if rest <= CAT_TOLERANCE and abs(found["cruzados"]) > CROSS_MIN:
+        expect(False, f"'{name}' se hizo con `linear` ({_weights(w_iso, w_us)}, medidos en sus pesos): se aleja de "
+                      f"la suma un {percent(measured, 0)} (error relativo {decimal(measured, 2)}, rango {rank}). "
+                      "`linear` suma por separado las A y las B, y al multiplicar B·A aparecen términos cruzados "
+                      "(B_iso·A_us y B_us·A_iso) que no son de ningún adaptador. Mira cuál de tus combinaciones dio "
+                      f"un error del orden de 10⁻⁷.{off}")
+    if rest <= CAT_TOLERANCE:
+        label = ("la media" if abs(w_iso - 0.5) <= 0.01 and abs(w_us - 0.5) <= 0.01
+                 else "iso − us" if abs(w_iso - 1) <= 0.01 and abs(w_us + 1) <= 0.01 else "una mezcla")
+        sign = "−" if w_us < 0 else "+"
+        expect(False, f"El ΔW de '{name}' es exactamente {label}: {decimal(w_iso, 2)}·ΔW_iso {sign} "
+                      f"{decimal(abs(w_us), 2)}·ΔW_us ({_weights(w_iso, w_us)}, medidos en sus pesos; rango {rank}), no "
+                      "iso + us: combina [\"iso\", \"us\"] con pesos [1.0, 1.0]." + RERUN_NOTE)
+    for label, other in (("iso + en", "en"), ("us + en", "en")):
+        first = iso if label.startswith("iso") else us
+        expect(relative_difference(deltas, add_deltas(first, _shipped_deltas(other))) > CAT_TOLERANCE,
+               f"El ΔW de '{name}' es exactamente {label}, no iso + us: combina [\"iso\", \"us\"] con pesos "
+               "[1.0, 1.0].")
+    pair, pair_rest = fit_deltas(deltas, {"iso": iso, "us": us})
+    expect(not (rank < 16 and pair_rest < 0.5),
+           f"'{name}' tiene rango {rank} y se aleja de la suma un {percent(measured, 1)} (error relativo "
+           f"{scientific(measured)}): es `svd` ({_weights(pair['iso'], pair['us'])}, medidos en sus pesos), que "
+           f"calcula la suma y se queda con sus {rank} direcciones principales; lo que no cabe en ese rango se "
+           "pierde. La suma de dos adaptadores de rango 8 puede necesitar rango 16: ¿cuál de tus combinaciones "
+           "tiene ese rango?" + ("" if _unit_weights(pair["iso"], pair["us"]) else
+                                 " Además, sus pesos no son 1 y 1: el ejercicio pide [1.0, 1.0]."))
+    expect(False, f"El ΔW de '{name}' no es ΔW_iso + ΔW_us (error relativo {scientific(measured)}, rango "
+                  f"{rank}). Crea las combinaciones sobre los adaptadores iso y us recién cargados, con pesos "
+                  "[1.0, 1.0].")
 
 
 def _errors_feedback(model, errors, target) -> str:
@@ -480,6 +582,15 @@ def hotswap(model, examples=None):
 
 
 # ---------------------------------------------------------------- 🦁 DPO: elegir tasa y pasos con un presupuesto
+def _stray_lora_layers(model) -> list[str]:
+    """Capas con LoRA del adaptador activo que su ``LoraConfig`` no pide (restos de un ``get_peft_model`` anterior)."""
+    config = model.peft_config.get(model.active_adapter)
+    targets = getattr(config, "target_modules", None)
+    if not isinstance(targets, (set, list, tuple)):
+        return []  # una expresión regular o "all-linear" sin resolver: no se puede decir
+    return [key for key, _ in lora_layers(model) if key.split(".")[-1] not in set(targets)]
+
+
 def _logged_rates(history: list) -> list[float]:
     return [float(e["learning_rate"]) for e in history
             if isinstance(e, dict) and isinstance(e.get("learning_rate"), (int, float))]
@@ -489,7 +600,8 @@ def _logged_rates(history: list) -> list[float]:
     ("Con un adaptador LoRA, `DPOTrainer` no necesita una segunda copia del modelo: la referencia es el mismo modelo "
     "con el adaptador apagado. La decisión es la tasa de aprendizaje: la de `DPOConfig` por defecto está pensada "
     "para muchos pasos sobre un modelo grande; con una docena de pasos y LoRA, prueba tasas del orden de las que "
-    "usaste con LoRA en `lora_finetuning` y mira `rewards/margins` en el historial."),
+    "usaste con LoRA en `lora_finetuning` y mira `rewards/margins` en el historial. Mira también qué responde: "
+    "con una tasa demasiado alta el margen se dispara y el modelo se rompe (solo puntos, sin cifras)."),
     ("`dpo_trainer = DPOTrainer(model=dpo_base, args=DPOConfig(output_dir=..., max_steps=..., "
     "per_device_train_batch_size=DPO_BATCH, learning_rate=..., logging_steps=1, save_strategy=\"no\", "
     "seed=SEED, **sft_device_args(DEVICE)), train_dataset=pairs, processing_class=tokenizer, "
@@ -500,7 +612,9 @@ def dpo_trainer(trainer, examples=None):
 
     Los pasos salen del optimizador (``handover.optimizer_steps``) y las tasas del historial, nunca de
     ``trainer.args``. El margen se mide con fechas nuevas: elegida, la fecha con puntos; rechazada, lo que
-    responde el modelo base (el mismo modelo con el adaptador apagado).
+    responde el modelo base (el mismo modelo con el adaptador apagado). Y el modelo tiene que seguir
+    respondiendo: con una tasa excesiva el margen se dispara mientras las respuestas se rompen
+    (``is_broken_answer``), y eso no vale.
     """
     from ..data import TRAINED_FORMAT, Examples, answer
     from ..evaluation import generate
@@ -512,6 +626,12 @@ def dpo_trainer(trainer, examples=None):
     expect(getattr(trainer, "ref_model", None) is None,
            "Le pasaste un `ref_model`: es una segunda copia entera de los pesos en memoria. Con `peft_config` no "
            "hace falta: la referencia es el mismo modelo con el adaptador desactivado. Quita `ref_model=`.")
+    stray = _stray_lora_layers(model) if is_peft_model(model) else []
+    if stray:
+        expect(False, f"El modelo tiene capas LoRA que tu `LoraConfig` no pide ({len(stray)}, p. ej. `{stray[0]}`): "
+                      "¿volviste a ejecutar la celda sobre el mismo `dpo_base`? `DPOTrainer` mete el adaptador DENTRO "
+                      "del modelo que recibe, y una segunda vez lo apila sobre lo que dejó la primera. Empieza cada "
+                      "prueba con un base nuevo: `dpo_base = fresh_base()` (la primera línea de la celda).")
     history = [e for e in (getattr(state, "log_history", None) or []) if isinstance(e, dict)]
     logged = [e["rewards/margins"] for e in history if isinstance(e.get("rewards/margins"), (int, float))]
     expect(logged, "El historial no tiene `rewards/margins`: ¿es un `DPOTrainer` (no un `SFTTrainer`) y lo "
@@ -538,11 +658,12 @@ def dpo_trainer(trainer, examples=None):
     rows = examples.rows(TRAINED_FORMAT, DPO_ROWS)
     tokenizer = _tokenizer()
     prompts = [r["prompt"] for r in rows]
-    with model.disable_adapter():
+    with adapter_off(model):
         said = generate(model, tokenizer, prompts)
     margins = implicit_margins(model, tokenizer, preference_pairs(rows, rejected=said), DPO_BETA)
     mean, won = float(margins.mean()), int((margins > 0).sum())
     where = "fechas que el cuaderno no vio" if examples.is_hidden else "fechas de prueba"
+    out = generate(model, tokenizer, prompts)
     expect(mean > -DPO_MIN_MARGIN / 10 or won > DPO_ROWS // 2,
            f"El modelo prefiere ahora lo que decía el base a la fecha con puntos (margen medio {decimal(mean, 2)} "
            f"en {DPO_ROWS} {where}, {won} a favor de la fecha con puntos): ¿cambiaste `chosen` y `rejected` al "
@@ -557,7 +678,13 @@ def dpo_trainer(trainer, examples=None):
            f"El margen medio en {DPO_ROWS} {where} es {decimal(mean, 2)} ({won} a favor de la fecha con puntos); "
            f"hace falta al menos {decimal(DPO_MIN_MARGIN, 1)} y {DPO_ROWS - 1} a favor. Con tasa máxima "
            f"{scientific(top)} y {steps} pasos no basta: sube la tasa o usa más pasos (hasta {DPO_MAX_STEPS}).")
-    out = generate(model, tokenizer, prompts)
+    broken = [o for o in out if is_broken_answer(o)]
+    if len(broken) > DPO_MAX_BROKEN:
+        expect(False, f"El modelo se rompió: {len(broken)} de sus {DPO_ROWS} respuestas en {where} no dicen nada "
+                      f"(sin cifras o un carácter repetido; por ejemplo {broken[0]!r}), aunque el margen medio es "
+                      f"{decimal(mean, 2)}. Con tasa máxima {scientific(max(rates))}, DPO hundió tanto la rechazada "
+                      "que el modelo dejó de responder. Un margen alto no basta: baja la tasa y mira qué responde el "
+                      "modelo, no solo `rewards/margins`.")
     dotted = sum(o == answer(r) for o, r in zip(out, rows))
     return (f"DPO con LoRA y la referencia desactivada, {integer(steps)} pasos con tasa máxima {scientific(top)}: en "
             f"{DPO_ROWS} {where} el modelo prefiere la fecha con puntos a lo que decía el base en {won}/{DPO_ROWS} "

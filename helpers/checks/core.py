@@ -120,7 +120,8 @@ class Exercise:
     def _report(self, outcome: Outcome) -> None:
         e = self.info
         mark = {PASSED: "✅", NOT_ATTEMPTED: "⏳"}.get(outcome.status, "❌")
-        head = f"{mark} {e.level} {e.title} ({e.points if outcome.passed else 0}/{e.points} puntos)"
+        unit = "punto" if e.points == 1 else "puntos"  # «(1/1 punto)», «(0/2 puntos)»
+        head = f"{mark} {e.level} {e.title} ({e.points if outcome.passed else 0}/{e.points} {unit})"
         _show({"text/plain": f"{head}\n{outcome.message}", "text/markdown": f"**{head}**\n\n{outcome.message}"})
 
     def hint(self, step: int = 1) -> None:

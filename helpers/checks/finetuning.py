@@ -24,7 +24,7 @@ from ..data import FORMATS, TRAINED_FORMAT
 from ..model import fresh_base
 from . import handover, lora_weights
 from .core import exercise, expect
-from .models import base_checkpoint, is_peft_model, lora_layers
+from .models import adapter_off, base_checkpoint, is_peft_model, lora_layers
 
 NOTEBOOK = "lora_finetuning"
 FORMAT = TRAINED_FORMAT  # lo que aprenden todos los entrenamientos del cuaderno
@@ -41,7 +41,23 @@ ACCURACY_ROWS = 32  # fechas con las que se mide la exactitud: en el cuaderno, l
 # presupuesto de las comparaciones (8 pasos de lote 4: 16/32 de prueba, 19/32 ocultas, p ≈ 0,55) lo pasa un 4 %.
 MIN_RIGHT = 23
 PIPELINE_ROWS, PIPELINE_MIN_RIGHT = 8, 5  # el modelo base acierta 0; el principal, con p = 0,843, falla un 2,5 %
-MIN_CHANGED_FRACTION = 0.9  # el ajuste completo mueve (casi) todos los tensores de pesos
+# merge_and_save juzga la fusión frente al adaptador principal: ese adaptador tiene que responder el formato con
+# puntos en las PROBE_ROWS (8) fechas que compara, como en el pipeline (mismo adaptador, mismas 8 fechas). Un
+# adaptador sin entrenar con un historial inventado de 40 pasos acierta 0 (lo que el modelo base).
+MERGE_MIN_RIGHT = PIPELINE_MIN_RIGHT
+# «Movido» en un ajuste completo (``_full_moves``), en las matrices de los bloques. Medido (CPU AVX2, 2 pasos de
+# lote 2 a 2·10⁻⁴): el honesto cambia ≥ 99,9998 % de los números de cada matriz, con deriva media ≥ 0,63·Σ tasas,
+# y W − W₀ tiene rango 576 (completo) en las matrices medidas. Un LoRA de r = 8 en todas las lineales, fusionado
+# y con 10⁻⁶ sumado a un número de cada dos tensores: 99,994 % y 0,43 (¡pasa!), pero rango 8. Solo el rango lo
+# separa; las dos primeras cotas atrapan capas congeladas o un modelo que no se movió.
+# «La base intacta»: cada número del modelo base a ≤ BASE_NOISE del suyo. Medido: 3 veces merge_adapter +
+# unmerge_adapter del ISO en float32 dejan max|W − W₀| = 6·10⁻⁸; el ΔW fusionado más pequeño que hemos visto (un
+# adaptador de 2 pasos a 10⁻³, r = 8) mueve ≥ 8·10⁻⁴ algún número de cada matriz, y el ISO publicado, ≥ 0,04.
+BASE_NOISE = 1e-5
+MIN_CHANGED_SHARE = 0.5  # la parte de los números de cada matriz que cambió (la peor matriz)
+MIN_FULL_DRIFT = 0.01  # |W − W₀| medio / Σ tasas (la peor matriz)
+MAX_LORA_RANK = 256  # el mayor r que acepta `lora_config`: W − W₀ de un LoRA fusionado no pasa de él
+RANK_EVERY = 8  # el rango se mide en una de cada RANK_EVERY matrices densas grandes (cada SVD cuesta ~0,1 s)
 # Parecido (|coseno| de ΔW, ``lora_weights.similarity``) con el adaptador publicado más cercano. Honestos,
 # entrenados en el formato con puntos: 0,00–0,09 (el principal 0,06; r = 2, 3, 16 y 32, atención, MLP), y 0,15–0,28
 # el de q_proj y v_proj con r = 8 y semilla 0, la configuración de los publicados (empieza con la misma A).
@@ -50,6 +66,10 @@ SHIPPED_SIMILARITY_MAX = 0.5
 # max|B| / Σ tasas del historial (``lora_weights.update_ratio``). Adam mueve cada peso como mucho ~una tasa
 # por paso y B empieza en cero: honestos de 8 pasos, 1,002–1,006 (un peso que va siempre en la misma
 # dirección); de 32 y 40 pasos, 0,80–0,86. Un publicado con un paso encima (Σ tasas = 1·10⁻³): 100–300.
+# La misma cota vale para A (``lora_weights.a_drift_ratio``: max|A| menos su cota inicial 1/√entradas, entre
+# Σ tasas), que empieza acotada y no en cero: honestos de 2 pasos a 10⁻³ (r = 2 y 8, atención o todas), 0,372.
+# Sin ella, el ΔW de otro adaptador recortado a r = 2 con la SVD pasaba con B × 1/k y A × k: con k = 10, B da 1,35
+# (pasa) y A 217; con k = 100, B 0,14 y A 2 361.
 UPDATE_RATIO_MAX = 1.5
 # Dónde poner LoRA (🐕 rank_sweep): como mucho PARAM_BUDGET parámetros entrenables (la configuración de la
 # sección 4 entrena 2 442 240) y al menos SWEEP_MIN_RIGHT de 32 fechas. Con el presupuesto de las
@@ -60,6 +80,11 @@ UPDATE_RATIO_MAX = 1.5
 PARAM_BUDGET = 1_000_000
 SWEEP_MIN_RIGHT = 6
 MIN_SWEEP = 3
+# Entrenamientos distintos: |coseno| de ΔW entre dos del barrido (``lora_weights.similarity``). Honestos de 2 pasos
+# a 10⁻³ (todas r = 8, todas r = 2, atención r = 8): 0,007–0,051; un mismo entrenamiento con dos nombres o dos
+# etiquetas, 1,000.
+SWEEP_SIMILARITY_MAX = 0.5
+SCALE_TOLERANCE = 1e-6  # escalas lora_alpha / r iguales (relativo): «si cambias r, cambia lora_alpha»
 # El ajuste completo «aprendió» si su pérdida en 16 fechas baja de esta fracción de la del modelo base (1,754
 # en las ocultas de la semilla 11). 8 pasos de lote 4: a 2e-3 sube a 2,37 veces la del base (diverge); a
 # 2e-4, 0,16 (4/32 aciertos); a 1e-4, 0,055 (19/32); a 5e-5, 0,056 (20/32); a 2e-5, 0,10 (17/32); a 5e-6,
@@ -67,9 +92,16 @@ MIN_SWEEP = 3
 FULL_LOSS_FRACTION = 0.25
 # Una pérdida a menos de esta fracción de la del modelo base es «no cambió» (tasa diminuta), no «empeoró».
 UNCHANGED_LOSS = 0.01
+# En bf16/fp16 (sin medir: en CPU el curso usa float32) «igual» al modelo base en float32 se deja en ≤ 5 %. La
+# fusión de un compañero debajo (entrenada en el formato con puntos) baja la pérdida sin adaptador a una fracción.
+LOW_PRECISION_LOSS = 0.05
 # OLoRA: error relativo del residuo que deja en los pesos base (``lora_weights.olora_residual_error``): ≈0
 # si empezó con OLoRA en este modelo, ≈1 si solo lo dice la etiqueta.
 OLORA_RESIDUAL_MAX = 0.05
+# Capas en las que se mira el residuo (de 210 con "all-linear"), sorteadas con la semilla oculta (en el cuaderno, al
+# azar): cada QR cuesta ~0,05 s. Un residuo a mano en k capas pasa con probabilidad C(k, 15) / C(210, 15): con
+# k = 14 (1 de cada 15, las que se miraban antes), 0; con k = 105 (la mitad), 2·10⁻⁵.
+OLORA_SAMPLE = 15
 # Y aprendió: su pérdida baja de esta fracción de la del modelo base (OLoRA a 2e-4, 8 pasos: 22/32 ocultas).
 OLORA_LOSS_FRACTION = 0.5
 
@@ -235,6 +267,17 @@ def _expect_own_adapter(model, what: str, rates=None) -> None:
            f"parece un {numbers.percent(similarity, 0)}): no lo has entrenado tú desde cero. Crea el trainer "
            "con `fresh_model()` y `peft_config`, sin cargar antes ningún adaptador.")
     if rates is not None:
+        init = _config(model).init_lora_weights
+        expect(init is True or init == "gaussian",
+               f"El adaptador de {what} empezó con `init_lora_weights={init!r}`: este ejercicio entrena con la "
+               "inicialización por defecto de LoRA (la de `peft_config`), la única en la que se puede medir cuánto "
+               "se movieron A y B. Usa `peft_config` (o `replace(peft_config, ...)` sin tocar `init_lora_weights`).")
+        drift = lora_weights.a_drift_ratio(found, rates, init)
+        expect(drift <= UPDATE_RATIO_MAX,
+               f"Las matrices A de {what} se alejaron de su valor inicial {numbers.ratio(drift, 1)} lo que "
+               f"permiten los {len(rates)} pasos y las tasas de su historial (Adam mueve cada peso como mucho una "
+               "tasa por paso). Ese adaptador no salió solo de este entrenamiento: vuelve a crear el trainer con "
+               "`fresh_model()` y entrena una vez.")
         ratio = lora_weights.update_ratio(found, rates)
         expect(ratio <= UPDATE_RATIO_MAX,
                f"Las matrices B de {what} se movieron {numbers.ratio(ratio, 1)} lo que permiten los "
@@ -299,7 +342,7 @@ def _base_loss(examples, rows, peft_model=None) -> float:
     key = (examples.split, examples.hidden_seed, len(rows))
     if key not in _BASE_LOSSES:
         if peft_model is not None:
-            with peft_model.disable_adapter():
+            with adapter_off(peft_model):
                 _BASE_LOSSES[key] = _completion_loss(peft_model, rows)
         else:
             _BASE_LOSSES[key] = _completion_loss(fresh_base(), rows)
@@ -337,27 +380,81 @@ def _expect_right_format(examples, predictions: list[str], what: str) -> None:
                "El cuaderno entrena `make_splits(TRAINED_FORMAT)`.")
 
 
-def _changed_tensors(model, every: int = 3) -> tuple[int, int]:
-    """(tensores de pesos distintos de los del modelo base, tensores comparados), sin las capas LoRA.
-
-    Compara uno de cada ``every`` (leerlos todos del disco cuesta segundos; para saber si un ajuste movió
-    casi todos los pesos, o ninguno, basta una muestra repartida por todas las capas).
-    """
-    import torch
-
+def _weight_pairs(model, every: int = 1):
+    """(nombre, W₀ del modelo base, W actual) de uno de cada ``every`` tensores de pesos, sin las capas LoRA."""
     from .handover import _base_tensor, _plain_name
 
     files = base_checkpoint() or {}
-    changed = total = 0
     names = [(name, param) for name, param in model.named_parameters() if "lora_" not in name]
     for name, param in names[::every]:
         base = _base_tensor(files, _plain_name(name))
-        if base is None:
-            continue
+        if base is not None:
+            yield _plain_name(name), base, param.detach().cpu()
+
+
+def _changed_tensors(model, every: int = 3) -> tuple[int, int]:
+    """(tensores de pesos distintos de los del modelo base, tensores comparados), sin las capas LoRA.
+
+    Compara uno de cada ``every`` (``every=1``: todos, lo que pide «la base intacta»). «Distinto» es a más de
+    ``BASE_NOISE`` en algún número: fusionar y separar un adaptador (``merge_adapter`` + ``unmerge_adapter``)
+    deja ese ruido de redondeo, y eso no es cambiar la base.
+    """
+    changed = total = 0
+    for _, base, tensor in _weight_pairs(model, every):
         total += 1
-        tensor = param.detach().cpu()
-        changed += base.shape != tensor.shape or not torch.equal(tensor, base.to(tensor.dtype))
+        changed += (base.shape != tensor.shape
+                    or float((tensor.float() - base.float()).abs().max()) > BASE_NOISE)
     return changed, total
+
+
+def _full_moves(model, rates, every: int = 3) -> dict:
+    """Cuánto se movieron las matrices de los bloques (``layers.``) de un ajuste completo, frente a sus tasas.
+
+    Por tensor: la parte de sus números que cambió y la deriva media |W − W₀| / Σ tasas; y el rango numérico
+    de W − W₀ en las matrices densas (con ``MIN_CHANGED_SHARE`` de sus números cambiados) de más de
+    ``MAX_LORA_RANK`` filas y columnas (una de cada ``RANK_EVERY`` de ellas; ∞ si no hay ninguna): un LoRA
+    fusionado no pasa de su r. Una tasa diminuta, que apenas cambia números, no llega a la medida del rango.
+    """
+    total = float(sum(rates or [])) or math.inf
+    shares, drifts, ranks, dense = [], [], [], 0
+    for name, base, tensor in _weight_pairs(model, every):
+        if tensor.ndim != 2 or ".layers." not in f".{name}":
+            continue
+        if base.shape != tensor.shape:
+            shares.append(1.0)
+            drifts.append(math.inf)
+            continue
+        delta = tensor.float() - base.float()
+        shares.append(float((delta != 0).float().mean()))
+        drifts.append(float(delta.abs().mean()) / total)
+        if min(delta.shape) > MAX_LORA_RANK and shares[-1] >= MIN_CHANGED_SHARE:
+            if dense % RANK_EVERY == 0:
+                ranks.append(lora_weights.delta_rank(delta))
+            dense += 1
+    return {"tensors": len(shares), "share": min(shares, default=0.0), "drift": min(drifts, default=0.0),
+            "rank": min(ranks, default=math.inf)}
+
+
+def _expect_base_intact(model, what: str, examples) -> None:
+    """Los pesos base del modelo con LoRA son los del curso, y sin el adaptador responde como el modelo base.
+
+    LoRA congela los pesos base: un modelo de otro (p. ej. la fusión de un compañero) debajo de un adaptador
+    sin entrenar respondería bien sin que el adaptador aprendiera nada.
+    """
+    changed, total = _changed_tensors(model, every=1)
+    expect(total and not changed,
+           f"Bajo su adaptador, {what} no tiene los pesos del modelo base del curso ({changed} de {total} tensores "
+           "cambiados): con LoRA quedan congelados. Crea el modelo con `fresh_model()` (o carga el adaptador sobre el modelo "
+           "base), no sobre otro modelo ya ajustado.")
+    examples = _examples(examples)
+    rows = examples.rows(FORMAT, LOSS_ROWS)
+    with adapter_off(model):
+        disabled = _completion_loss(model, rows)
+    base = _base_loss(examples, rows)
+    tolerance = UNCHANGED_LOSS if _tolerance(model) == LOGIT_TOLERANCE_FP32 else LOW_PRECISION_LOSS
+    expect(abs(disabled - base) <= tolerance * base,
+           f"Sin el adaptador, {what} no responde como el modelo base (pérdida {numbers.decimal(disabled, 3)} "
+           f"frente a {numbers.decimal(base, 3)}): lo que acierta no sale solo del adaptador.")
 
 
 @functools.lru_cache(maxsize=1)
@@ -489,6 +586,7 @@ def sft_trainer(trainer, after=None, examples=None):
                                 "`trainer.train()`.")
     _expect_delivered(trainer, "El trainer")
     _expect_trained_adapter(trainer, "el trainer")
+    _expect_base_intact(trainer.model, "el trainer", examples)
     rows = _examples(examples).rows(FORMAT, ACCURACY_ROWS)
     right, predictions = _right(trainer.model, rows)
     measured = numbers.accuracy(right, len(rows))
@@ -517,6 +615,40 @@ def _expect_claimed_rank(model, what: str) -> int:
            f"menos rango (p. ej. {min(short.values()) if short else r}): filas o columnas de ceros, o copias, "
            "no son rango. Entrena cada configuración desde cero con su `r`.")
     return r
+
+
+def _expect_same_scale(sweep: dict) -> None:
+    """Todas las configuraciones del barrido con la escala ``lora_alpha / r`` de la primera (la referencia)."""
+    names = list(sweep)
+    scales = {name: _scale(_config(sweep[name].model)) for name in names}
+    first = scales[names[0]]
+    other = [name for name in names if abs(scales[name] - first) > SCALE_TOLERANCE * abs(first)]
+    expect(not other,
+           "Cambiaste `r` sin ajustar `lora_alpha`: la escala `lora_alpha / r` es "
+           + "; ".join(f"{name}: {numbers.decimal(scales[name], 2)}" for name in [names[0], *other])
+           + ". Así no comparas solo dónde va LoRA y con qué rango, también cuánto pesa cada cambio. Pon "
+           f"`lora_alpha` = {numbers.decimal(first, 2)} · r en cada candidata (p. ej. r=3, lora_alpha=3·escala).")
+
+
+def _expect_distinct(sweep: dict) -> None:
+    """Cada entrada del barrido es un entrenamiento distinto: otra configuración y otro cambio ΔW."""
+    names = list(sweep)
+    configs = {}
+    for name in names:
+        config = _config(sweep[name].model)
+        key = (config.r, _targets_text(config))
+        expect(key not in configs, f"`sweep[{configs.get(key)!r}]` y `sweep[{name!r}]` tienen la misma configuración "
+                                   f"(r={config.r} en {_targets_text(config)}): compara maneras distintas de "
+                                   "gastar el presupuesto.")
+        configs[key] = name
+    found = {name: lora_weights.factors(sweep[name].model) for name in names}
+    for i, first in enumerate(names):
+        for second in names[i + 1:]:
+            similar = lora_weights.similarity(found[first], found[second])
+            expect(similar < SWEEP_SIMILARITY_MAX,
+                   f"`sweep[{first!r}]` y `sweep[{second!r}]` tienen, en sus pesos, el mismo cambio ΔW (se parecen "
+                   f"un {numbers.percent(similar, 0)}): son un mismo entrenamiento con dos nombres. Entrena cada "
+                   "configuración por separado con `lora_trainer(...)`.")
 
 
 def _targets_text(config) -> str:
@@ -566,6 +698,8 @@ def rank_sweep(sweep, choice, examples=None):
            "Los entrenamientos usan tasas distintas ("
            + "; ".join(f"{name}: {_rates_text(r)}" for name, r in rates.items())
            + "): usa la misma (`COMPARE_LR`) para comparar solo dónde va LoRA y con qué rango.")
+    _expect_same_scale(sweep)
+    _expect_distinct(sweep)
     counts = {name: _lora_count(sweep[name].model) for name in names}
     inside = [name for name in names if counts[name] <= PARAM_BUDGET]
     table = "; ".join(f"{name}: {numbers.integer(counts[name])}" for name in names)
@@ -589,8 +723,9 @@ def rank_sweep(sweep, choice, examples=None):
            f"`{choice}` (r={config.r} en {_targets_text(config)}) acierta {numbers.accuracy(right, len(rows))} en "
            f"{where}; la meta es al menos {SWEEP_MIN_RIGHT} de {len(rows)}. Con el mismo presupuesto de "
            "parámetros hay maneras que aprenden más: compara con tus otros candidatos, o prueba otra.")
-    return (f"{len(names)} entrenamientos auténticos con el mismo presupuesto ({_budget_text(first)}), cada uno "
-            f"con el rango que declara. Tu elección, `{choice}` (r={config.r} en {_targets_text(config)}), entrena "
+    return (f"{len(names)} entrenamientos distintos con el mismo presupuesto según sus historiales "
+            f"({_budget_text(first)}), cada uno con el rango que declara. Tu elección, `{choice}` (r={config.r} en "
+            f"{_targets_text(config)}), entrena "
             f"{numbers.integer(counts[choice])} parámetros (presupuesto: {numbers.integer(PARAM_BUDGET)}) y acierta "
             f"{numbers.accuracy(right, len(rows))} en {where} (meta: {SWEEP_MIN_RIGHT}).")
 
@@ -622,6 +757,11 @@ def full_finetuning(full, lora, examples=None):
                                           "`peft_config`, para que entrene todos los pesos.")
     expect(_steps(full) > 0, "El ajuste completo todavía no ha entrenado: `measure(full_trainer)`.")
     _expect_trained_adapter(lora, "la referencia LoRA")
+    run = Path(str(getattr(lora.args, "output_dir", None) or "")).name
+    expect(not run.startswith("candidata_"),
+           f"La referencia LoRA es `{run}`, una de tus candidatas del barrido (¿la que mejor salió?). El "
+           "enunciado pide comparar con tu configuración, la de `peft_config`: `lora_reference = "
+           "sweep[\"referencia\"]`.")
     full_budget, lora_budget = _budget(full), _budget(lora)
     expect(full_budget == lora_budget,
            f"Presupuestos distintos: el ajuste completo entrenó {_budget_text(full_budget)} y la referencia LoRA "
@@ -630,11 +770,16 @@ def full_finetuning(full, lora, examples=None):
     lora_changed, _ = _changed_tensors(lora.model, every=1)
     expect(lora_changed == 0, f"La referencia LoRA cambió {lora_changed} tensores del modelo base: con LoRA los "
                               "pesos base quedan congelados. ¿Es un trainer del barrido?")
+    full_rates = _learning_rates(full)
+    moves = _full_moves(full.model, full_rates)
+    expect(moves["rank"] > MAX_LORA_RANK,
+           f"El cambio W − W₀ del ajuste completo tiene rango {moves['rank']} en alguna matriz: eso es un cambio de "
+           "rango bajo, como el de un LoRA fusionado, no un ajuste de todos los pesos. Entrena `full_trainer` sin "
+           "`peft_config` sobre un `fresh_model()`.")
     examples = _examples(examples)
     rows = examples.rows(FORMAT, LOSS_ROWS)
     lora_loss, base_loss = _completion_loss(lora.model, rows), _base_loss(examples, rows, lora.model)
     full_loss = _completion_loss(full.model, rows)
-    full_rates = _learning_rates(full)
     rate = _rates_text(full_rates)
     losses = (f"su pérdida en {_where(examples, len(rows))} es {numbers.decimal(full_loss, 3)}; la del modelo "
               f"base, {numbers.decimal(base_loss, 3)}")
@@ -646,17 +791,18 @@ def full_finetuning(full, lora, examples=None):
            f"El ajuste completo apenas aprendió: {losses}, y hace falta bajar a "
            f"{numbers.decimal(FULL_LOSS_FRACTION * base_loss, 3)} ({numbers.percent(FULL_LOSS_FRACTION, 0)} de la del "
            f"base). Con {_steps_text(full_budget['pasos'])}, la tasa {rate} es demasiado baja: súbela.")
-    changed, total = _changed_tensors(full.model)
-    expect(total and changed >= MIN_CHANGED_FRACTION * total,
-           f"Solo cambiaron {changed} de {total} tensores de pesos del modelo: un ajuste completo los mueve "
-           "todos. ¿Congelaste capas, o es otro modelo?")
+    expect(moves["tensors"] and moves["share"] >= MIN_CHANGED_SHARE and moves["drift"] >= MIN_FULL_DRIFT,
+           f"El ajuste completo no movió todas las matrices del modelo como lo haría su entrenamiento: en la peor "
+           f"cambió un {numbers.percent(moves['share'], 0)} de sus números, {numbers.decimal(moves['drift'], 3)} "
+           f"veces la suma de sus tasas de media (hace falta un {numbers.percent(MIN_CHANGED_SHARE, 0)} y "
+           f"{numbers.decimal(MIN_FULL_DRIFT, 2)}). ¿Congelaste capas, o es otro modelo?")
     full_count = sum(p.numel() for p in full.model.parameters())
     lora_count = _lora_count(lora.model)
     full_bytes = sum(p.numel() * p.element_size() for p in full.model.parameters())
     return (f"Mismo presupuesto ({_budget_text(full_budget)}); el completo, a la tasa {rate}, aprendió. Entrena "
             f"{numbers.integer(full_count)} parámetros ({numbers.ratio(full_count / lora_count, 0)} los "
-            f"{numbers.integer(lora_count)} de LoRA) y sus pesos ocupan {numbers.size(full_bytes)} frente a "
-            f"{numbers.size(_adapter_bytes(lora.model))}. Pérdida medida por la comprobación en "
+            f"{numbers.integer(lora_count)} de LoRA) y sus pesos ocupan en memoria {numbers.size(full_bytes)} frente "
+            f"a {numbers.size(_adapter_bytes(lora.model))} (en disco, cada archivo suma su cabecera). Pérdida medida por la comprobación en "
             f"{_where(examples, len(rows))}: completo {numbers.decimal(full_loss, 3)}, LoRA "
             f"{numbers.decimal(lora_loss, 3)}, modelo base {numbers.decimal(base_loss, 3)}.")
 
@@ -688,7 +834,8 @@ def olora(trainer, converted_dir, examples=None):
     expect(is_peft_model(model) and lora_layers(model),
            "El modelo del trainer no tiene adaptador: pasa la configuración al SFTTrainer "
            "(`lora_trainer(..., olora_config, lr)`).")
-    residual = lora_weights.olora_residual_error(model)
+    residual = lora_weights.olora_residual_error(model, sample=OLORA_SAMPLE,
+                                                 seed=examples.hidden_seed if examples is not None else None)
     init = _config(model).init_lora_weights
     if residual is None or residual > OLORA_RESIDUAL_MAX:
         expect(init == "olora", f"Este adaptador empezó con `init_lora_weights={init!r}`, no con OLoRA: pon "
@@ -753,6 +900,7 @@ def merge_and_save(merged, adapter_trainer, merged_dir, examples=None):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from ..data import answer
     from ..evaluation import generate, max_logit_diff
 
     expect(merged is not None, "Todavía no hay modelo fusionado: `merged = to_merge.merge_and_unload()`.")
@@ -777,6 +925,7 @@ def merge_and_save(merged, adapter_trainer, merged_dir, examples=None):
     expect(is_peft_model(adapter_model), "El modelo de `trainer` no tiene adaptador LoRA: pasa el `trainer` del "
                                          "entrenamiento principal, con su adaptador sin fusionar.")
     _expect_trained_adapter(adapter_trainer, "el trainer")
+    _expect_base_intact(adapter_model, "el trainer", examples)
     folder = _folder(merged_dir, "del modelo fusionado")
     expect(not (folder / "adapter_config.json").is_file(),
            f"En `{folder.name}` hay un adaptador (adapter_config.json), no un modelo fusionado: guarda `merged`, lo "
@@ -790,6 +939,14 @@ def merge_and_save(merged, adapter_trainer, merged_dir, examples=None):
     tok, tol = _tokenizer(), _tolerance(adapter_model)
     prompts = [r["prompt"] for r in examples.rows(FORMAT, PROBE_ROWS)]
     reference = generate(adapter_model, tok, prompts)
+    rows = examples.rows(FORMAT, PROBE_ROWS)
+    right = sum(p == answer(r) for p, r in zip(reference, rows))
+    if right < MERGE_MIN_RIGHT:
+        _expect_right_format(examples, reference, "El adaptador del trainer")
+    expect(right >= MERGE_MIN_RIGHT,
+           f"El adaptador del trainer acierta {numbers.accuracy(right, len(rows))} en {_where(examples, len(rows))} "
+           f"(hace falta {MERGE_MIN_RIGHT}): la fusión se juzga con el adaptador entrenado de la sección 5. "
+           "Pasa el `trainer` del entrenamiento principal, ya entrenado.")
     diff = max_logit_diff(merged, adapter_model, tok, prompts)
     expect(diff <= tol and generate(merged, tok, prompts) == reference,
            f"El modelo fusionado no calcula lo mismo que el adaptador del trainer (max |Δlogits| = "
@@ -808,7 +965,7 @@ def merge_and_save(merged, adapter_trainer, merged_dir, examples=None):
             "con las mismas respuestas que el adaptador.")
 
 
-# --- 🐕 Extra: pipeline --------------------------------------------------------------------------------
+# --- 🐕 pipeline ------------------------------------------------------------------------------------
 
 
 @exercise(
@@ -837,6 +994,7 @@ def pipeline_inference(pipe, examples=None):
            "El modelo del pipeline no lleva adaptador LoRA: carga el adaptador guardado "
            "(`AutoPeftModelForCausalLM.from_pretrained(str(ADAPTER_DIR), ...)`) y crea el pipeline con ese modelo.")
     _expect_own_adapter(model, "el pipeline")
+    _expect_base_intact(model, "el modelo del pipeline", examples)
     examples = _examples(examples)
     rows = list(examples.rows(FORMAT, PIPELINE_ROWS))
     replies = []
@@ -856,5 +1014,9 @@ def pipeline_inference(pipe, examples=None):
     expect(right >= PIPELINE_MIN_RIGHT,
            f"El pipeline falla {len(wrong)} de {len(rows)} fechas: {'; '.join(wrong[:2])}. ¿Tiene cargado el "
            "adaptador que entrenaste (el de `ADAPTER_DIR`)?")
+    trainable = any(p.requires_grad for p in _lora_weights(model).values())
+    note = (" Ojo: su modelo tiene el adaptador entrenable, como `trainer.model`; el enunciado pide cargarlo de "
+            "`ADAPTER_DIR` como lo haría otro programa (`AutoPeftModelForCausalLM.from_pretrained`), sin usar "
+            "`trainer`." if trainable else "")
     return (f"El pipeline con tu adaptador responde bien {right} de {_where(examples, len(rows))} (y su modelo, "
-            "igual).")
+            f"igual).{note}")

@@ -464,7 +464,12 @@ def write(exercise: str, arguments: dict, formats: dict[str, Format], root: Path
             except Exception as error:  # noqa: BLE001 - lo que no se puede entregar llega como Unexpected
                 marker["error"] = f"{type(error).__name__}: {error}"[:300]
         (target / MARKER).write_text(json.dumps(marker), encoding="utf-8")
-    files = sorted(p for p in folder.rglob("*") if p.is_file())
+    seal(folder)
+
+
+def seal(folder: Path) -> None:
+    """Escribe el manifiesto de ``folder`` (archivos y su SHA-256); cualquier proceso que escribe puede."""
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p != folder / MANIFEST)
     (folder / MANIFEST).write_text(json.dumps({str(p.relative_to(folder)): _sha256(p) for p in files}),
                                    encoding="utf-8")
 

@@ -9,7 +9,9 @@ Un adaptador son, por capa, dos matrices pequeñas y una escala: ``ΔW = escala 
 - ``closest_shipped(f)``: el adaptador publicado de ``adapters/`` más parecido y cuánto se parece;
 - ``numerical_ranks(f)``: el rango de verdad de cada ΔW (un rango 32 relleno con ceros tiene rango 8);
 - ``olora_residual_error(model)``: si los pesos base llevan restado el trozo que resta OLoRA al empezar;
-- ``update_ratio(f, tasas)``: cuánto se movió B (que LoRA empieza en cero) frente a la suma de las tasas.
+- ``update_ratio(f, tasas)``: cuánto se movió B (que LoRA empieza en cero) frente a la suma de las tasas;
+  ``a_drift_ratio(f, tasas, init)``: lo mismo para A, que empieza acotada (``init_bound``);
+- ``delta_rank(d)``: el rango numérico de un cambio W − W₀ (un LoRA fusionado no pasa de su r).
 """
 
 from __future__ import annotations
@@ -139,12 +141,52 @@ def update_ratio(f: dict, learning_rates) -> float:
     return math.inf if total <= 0 else moved / total
 
 
-def olora_residual_error(model, adapter: str | None = None, every: int = 15) -> float | None:
-    """Qué parte del trozo que resta OLoRA falta en los pesos base del modelo (≈0 si es OLoRA de verdad).
+def init_bound(a, init) -> float | None:
+    """La mayor |A| posible al empezar, según la inicialización de PEFT (None si no se conoce una cota).
+
+    Por defecto (``True``), ``kaiming_uniform_(A, a=√5)``: uniforme en ±1/√entradas. ``"gaussian"``: normal de
+    desviación 1/r, que en menos de 10⁸ números no pasa de 6 desviaciones.
+    """
+    if init is True:
+        return 1 / math.sqrt(a.shape[1])
+    if init == "gaussian":
+        return 6 / a.shape[0]
+    return None
+
+
+def a_drift_ratio(f: dict, learning_rates, init=True) -> float:
+    """(max |A| − su cota inicial) / Σ tasas: A empieza acotada y Adam la mueve como mucho ~una tasa por paso.
+
+    Así, escalar B hacia abajo y A hacia arriba (el mismo ΔW, con un B que pasa ``update_ratio``) no pasa
+    inadvertido. 0 si la inicialización no tiene cota conocida (OLoRA, PiSSA...: lo miran otras medidas).
+    """
+    total = float(sum(learning_rates))
+    drift = 0.0
+    for a, _, _ in f.values():
+        bound = init_bound(a, init)
+        if bound is None:
+            return 0.0
+        drift = max(drift, float(a.abs().max()) - bound)
+    return math.inf if total <= 0 else max(drift, 0.0) / total
+
+
+def delta_rank(delta, tolerance: float = 1e-3) -> int:
+    """El rango numérico de ``delta`` (= W − W₀): valores singulares por encima de ``tolerance`` · el mayor."""
+    import torch
+
+    values = torch.linalg.svdvals(delta.double())
+    return int((values > tolerance * values[0]).sum()) if len(values) and values[0] > 0 else 0
+
+
+def olora_residual_error(model, adapter: str | None = None, every: int = 1, sample: int | None = None,
+                         seed: int | None = None) -> float | None:
+    """Qué parte del trozo que resta OLoRA falta en los pesos base, en la capa peor (≈0 si es OLoRA de verdad).
 
     OLoRA empieza con ``B₀A₀ = Q_r R_r`` (la QR de W, sin pivotar) y deja en la capa ``W − escala · Q_r R_r``.
-    ``Q_r R_r`` es la proyección de W sobre sus r primeras columnas, así que no depende de signos. Se mira
-    una de cada ``every`` capas. None si no se pueden leer los pesos originales.
+    ``Q_r R_r`` es la proyección de W sobre sus r primeras columnas, así que no depende de signos. Se miran
+    una de cada ``every`` capas o, con ``sample``, tantas capas sorteadas con ``seed`` (la semilla oculta de
+    quien corrige; None: una al azar del sistema): quien fabrica el residuo a mano no sabe en cuáles. None si no
+    se pueden leer los pesos originales.
     """
     import torch
     from peft.tuners.lora import LoraLayer
@@ -156,8 +198,14 @@ def olora_residual_error(model, adapter: str | None = None, every: int = 15) -> 
     name = adapter or model.active_adapter
     layers = [(key.removeprefix(PREFIX), m) for key, m in model.named_modules()
               if isinstance(m, LoraLayer) and name in m.lora_A]
-    num = den = 0.0
-    for key, module in layers[::every]:
+    chosen = layers[::every]
+    if sample is not None and sample < len(layers):
+        import random
+
+        draw = random.Random(seed) if seed is not None else random.SystemRandom()
+        chosen = [layers[i] for i in sorted(draw.sample(range(len(layers)), sample))]
+    worst = None
+    for key, module in chosen:
         original = _base_tensor(files, f"{key}.weight")
         if original is None:
             return None
@@ -166,6 +214,9 @@ def olora_residual_error(model, adapter: str | None = None, every: int = 15) -> 
         q, rr = torch.linalg.qr(original)
         removed = scale * (q[:, :r] @ rr[:r])
         current = module.get_base_layer().weight.detach().float().cpu()
-        num += float((current - (original - removed)).pow(2).sum())
-        den += float(removed.pow(2).sum())
-    return math.sqrt(num / den) if den > 0 else None
+        den = float(removed.pow(2).sum())
+        if den <= 0:
+            return None
+        error = math.sqrt(float((current - (original - removed)).pow(2).sum()) / den)
+        worst = error if worst is None else max(worst, error)
+    return worst

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 from pathlib import Path
@@ -11,6 +12,22 @@ def is_peft_model(obj) -> bool:
     from peft import PeftModel
 
     return isinstance(obj, PeftModel)
+
+
+@contextlib.contextmanager
+def adapter_off(model):
+    """``model.disable_adapter()`` sin efectos: al salir, cada parámetro vuelve a su ``requires_grad``.
+
+    Al salir, PEFT reactiva el adaptador y lo marca entrenable (``set_adapter``): una comprobación no debe
+    cambiar así el modelo del alumno.
+    """
+    flags = [(param, param.requires_grad) for param in model.parameters()]
+    try:
+        with model.disable_adapter():
+            yield model
+    finally:
+        for param, flag in flags:
+            param.requires_grad_(flag)
 
 
 def lora_layers(model) -> list:

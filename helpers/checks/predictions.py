@@ -22,10 +22,10 @@ def verdict(guess, measured: float, fmt=None) -> str:
     if isinstance(guess, bool) or not isinstance(guess, (int, float)) or not math.isfinite(guess):
         return (f"Tu predicción ({guess!r}) no es un número; el valor medido es **{show(measured)}**. "
                 "Escribe un número la próxima vez.")
+    if guess == measured or show(guess) == show(measured):  # igual tal como se escribe: exacto, no «cerca»
+        return f"Predijiste {show(guess)}; medido: **{show(measured)}**. ¡Exacto!"
     if measured == 0 or guess == 0:
-        close = guess == measured
-        return (f"Predijiste {show(guess)}; medido: **{show(measured)}**. "
-                + ("¡Exacto!" if close else "Mira la explicación de abajo."))
+        return f"Predijiste {show(guess)}; medido: **{show(measured)}**. Mira la explicación de abajo."
     ratio = guess / measured
     if ratio < 0:
         return f"Predijiste {show(guess)}; medido: **{show(measured)}** (el signo es el contrario)."

@@ -41,7 +41,7 @@ EXERCISES = [
     ExerciseInfo("lora_finetuning", "olora", "🦁", "OLoRA y su conversión al guardar"),
     ExerciseInfo("lora_finetuning", "merge_and_save", "🐕", "Fusiona, valida, guarda y recarga"),
     ExerciseInfo("lora_finetuning", "pipeline_inference", "🐕",
-                 "Extra: inferencia con el adaptador guardado y un pipeline"),
+                 "Inferencia con el adaptador guardado y un pipeline"),
     ExerciseInfo("lora_advanced", "mixed_batch", "🐢",
                  "Tres adaptadores en un modelo y un lote con uno distinto en cada fila"),
     ExerciseInfo("lora_advanced", "cat_combination", "🐕",

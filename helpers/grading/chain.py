@@ -31,6 +31,9 @@ La orden de línea está en ``helpers.grading.cli``; aquí está la lógica, usa
 from __future__ import annotations
 
 import contextlib
+import functools
+import hashlib
+import hmac
 import os
 import secrets
 import tempfile
@@ -83,10 +86,11 @@ def _grade_into(grade: Grade, path: Path, course: Path, limits: RunLimits, seed:
     _expect(grade, grade.cuaderno, exercises)
     prepared, missing = prepare(submitted, grade.cuaderno, course / "notebooks", exercises)
     names = [e.name for e in exercises if e.notebook == grade.cuaderno]
+    variant = variant_for(seed, path)
     with grading_folder() as tmp:
         folder = Path(tmp) / "entrega"
         folder.mkdir()
-        stopped, grade.aislamiento = run(prepared, folder, course, limits, cpus, isolate)
+        stopped, grade.aislamiento = run(prepared, folder, course, limits, cpus, isolate, variant)
         collected = collect(folder, Path(tmp) / "recogido", names, total_bytes=limits.disk_bytes,
                             trusted=not stopped)  # si no terminó bien, su estado y su copia son suyos
         grade.executed = collected.executed
@@ -95,7 +99,8 @@ def _grade_into(grade: Grade, path: Path, course: Path, limits: RunLimits, seed:
         reasons += collected.reasons
         try:
             verdicts = run_judge(Path(tmp) / "recogido", grade.cuaderno, seed, course=course,
-                                 workdir=Path(tmp) / "juez", limits=limits.for_judge(), cpus=cpus, isolate=isolate)
+                                 workdir=Path(tmp) / "juez", limits=limits.for_judge(), cpus=cpus, isolate=isolate,
+                                 variant=variant)
         except JudgeFailed as failed:
             grade.motivos += missing + reasons + [f"no se pudo juzgar: {failed}; la fila vale 0"]
             return
@@ -108,6 +113,26 @@ def _grade_into(grade: Grade, path: Path, course: Path, limits: RunLimits, seed:
         elif verdict["estado"] == NOT_ATTEMPTED and not reasons and info.name not in " ".join(missing):
             reasons.append(f"{info.name}: {short(verdict['mensaje'])}")
     grade.motivos += missing + reasons
+
+
+def variant_for(seed: int, path: Path) -> str:
+    """La ficha de variante de una entrega: HMAC-SHA256(semilla oculta, su ruta), en hexadecimal.
+
+    La ve el kernel de la entrega (``CURSO_LORA_VARIANTE``) y la recibe el juez en su pedido: fija qué
+    adaptador hay detrás de cada nombre sin etiqueta y qué fusionados llegan de los compañeros
+    (``helpers.shipped``, ``helpers.colleagues``). Sin la semilla no se calcula, y de ella no se saca la semilla:
+    la clave del HMAC sale de la semilla con PBKDF2 (``VARIANT_KEY_ROUNDS``), así que probar las 2³¹ semillas
+    posibles contra una ficha conocida costaría décadas de CPU.
+    """
+    return hmac.new(_variant_key(int(seed)), str(path).encode("utf-8", "surrogateescape"), hashlib.sha256).hexdigest()
+
+
+VARIANT_KEY_ROUNDS = 600_000  # ~1 s por semilla en una CPU de 2 núcleos (medido), una vez por lote
+
+
+@functools.lru_cache(maxsize=8)
+def _variant_key(seed: int) -> bytes:
+    return hashlib.pbkdf2_hmac("sha256", str(seed).encode(), b"curso-lora/variante", VARIANT_KEY_ROUNDS)
 
 
 @contextlib.contextmanager

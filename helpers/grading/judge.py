@@ -82,11 +82,13 @@ def judge_command(course: Path, request: Path, output: Path) -> list[str]:
 
 
 def run_judge(collected: Path, notebook: str, seed: int, *, course: Path, workdir: Path,
-              limits: JudgeLimits = JudgeLimits(), cpus: int | None = None, isolate: bool = True) -> dict[str, dict]:
+              limits: JudgeLimits = JudgeLimits(), cpus: int | None = None, isolate: bool = True,
+              variant: str | None = None) -> dict[str, dict]:
     """Los veredictos del juez sobre ``collected/entregado``; ``JudgeFailed`` con el motivo si no los da.
 
     ``collected`` es la carpeta de lo recogido (de quien corrige); ahí se escribe el pedido. ``workdir`` es
-    la carpeta del juez (nueva): su directorio actual, lo único que puede escribir.
+    la carpeta del juez (nueva): su directorio actual, lo único que puede escribir. ``variant``: la ficha de
+    variante de la entrega (la misma que vio su kernel), que va en el pedido.
     """
     from ..model import CACHE_ENV, cache_dir
 
@@ -94,7 +96,7 @@ def run_judge(collected: Path, notebook: str, seed: int, *, course: Path, workdi
     workdir.mkdir(mode=0o700)
     request = collected / REQUEST
     request.write_text(json.dumps({"entregado": str(collected / "entregado"), "cuaderno": notebook,
-                                   "semilla": int(seed)}), encoding="utf-8")
+                                   "semilla": int(seed), "variante": variant}), encoding="utf-8")
     log = workdir.parent / f"{workdir.name}.log"
     result = run_sandboxed(
         judge_command(course, request, workdir.resolve() / VERDICTS), course=course, workdir=workdir, log=log,
@@ -144,8 +146,15 @@ CHECK_MODULES = {"load_lora_adapter_example": "adapters", "lora_finetuning": "fi
 MAX_REQUEST_BYTES = 4096
 
 
-def judge(root: Path, notebook: str, seed: int) -> dict[str, dict]:
-    """Veredicto de cada ejercicio de ``notebook`` sobre lo entregado en ``root``."""
+def judge(root: Path, notebook: str, seed: int, variant: str | None = None) -> dict[str, dict]:
+    """Veredicto de cada ejercicio de ``notebook`` sobre lo entregado en ``root``, con la variante ``variant``."""
+    from ..shipped import using_variant
+
+    with using_variant(variant):  # las comprobaciones esperan lo que esta variante sorteó
+        return _judge(root, notebook, seed)
+
+
+def _judge(root: Path, notebook: str, seed: int) -> dict[str, dict]:
     from ..checks import handover
     from ..checks.core import FAILED
 
@@ -166,13 +175,14 @@ def judge(root: Path, notebook: str, seed: int) -> dict[str, dict]:
     return verdicts
 
 
-def read_request(path: Path) -> tuple[Path, str, int]:
-    """(carpeta de lo entregado, cuaderno, semilla) del pedido; ``ValueError`` si no tiene esa forma."""
+def read_request(path: Path) -> tuple[Path, str, int, str | None]:
+    """(carpeta de lo entregado, cuaderno, semilla, variante) del pedido; ``ValueError`` si no tiene esa forma."""
     request = json.loads(read_regular(path, cap=MAX_REQUEST_BYTES).decode("utf-8"))
-    folder, notebook, seed = (request.get(k) for k in ("entregado", "cuaderno", "semilla"))
-    if not (isinstance(folder, str) and notebook in CHECK_MODULES and isinstance(seed, int)):
+    folder, notebook, seed, variant = (request.get(k) for k in ("entregado", "cuaderno", "semilla", "variante"))
+    if not (isinstance(folder, str) and notebook in CHECK_MODULES and isinstance(seed, int)
+            and (variant is None or (isinstance(variant, str) and re.fullmatch(r"[0-9a-f]{64}", variant)))):
         raise ValueError(f"pedido con una forma desconocida: {sorted(request)}")
-    return Path(folder), notebook, seed
+    return Path(folder), notebook, seed, variant
 
 
 def write_verdicts(verdicts: dict, path: Path) -> None:
@@ -190,8 +200,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--salida", required=True, help="dónde escribir los veredictos (JSON)")
     args = parser.parse_args(argv)
     quiet_library_output()
-    root, notebook, seed = read_request(Path(args.pedido))
-    write_verdicts(judge(root, notebook, seed), Path(args.salida))
+    root, notebook, seed, variant = read_request(Path(args.pedido))
+    write_verdicts(judge(root, notebook, seed, variant), Path(args.salida))
     return 0
 
 

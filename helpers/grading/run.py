@@ -72,12 +72,14 @@ DEFAULT_LIMITS = RunLimits()
 
 
 def run(nb, folder: Path, course: Path, limits: RunLimits = DEFAULT_LIMITS, cpus: int | None = None,
-        isolate: bool = True) -> tuple[str, str]:
+        isolate: bool = True, variant: str | None = None) -> tuple[str, str]:
     """Ejecuta ``nb`` en ``folder`` dentro de la caja: (motivo si se detuvo o "", aislamiento).
 
     Lo que deja en ``folder`` es de la entrega: no se lee aquí, lo saca ``helpers.grading.collect``.
+    ``variant``: la ficha de variante de la entrega, que su kernel ve en ``CURSO_LORA_VARIANTE``.
     """
     from ..model import CACHE_ENV, cache_dir
+    from ..shipped import VARIANT_ENV
 
     nbformat.write(nb, folder / SUBMISSION)
     argv = [sys.executable, "-m", "helpers.grading.run", str(folder), "--timeout", str(limits.timeout),
@@ -87,7 +89,8 @@ def run(nb, folder: Path, course: Path, limits: RunLimits = DEFAULT_LIMITS, cpus
         limits=Limits(timeout=limits.timeout + 120, memory_bytes=limits.memory_bytes,
                       max_processes=limits.max_processes, output_bytes=limits.output_bytes,
                       disk_bytes=limits.disk_bytes),
-        env={CACHE_ENV: str(cache_dir())}, read_only=(cache_dir(),), cpus=cpus, isolate=isolate)
+        env={CACHE_ENV: str(cache_dir()), **({VARIANT_ENV: variant} if variant else {})}, read_only=(cache_dir(),),
+        cpus=cpus, isolate=isolate)
     reason = "" if result.ok else (f"la ejecución se detuvo: {result.reason or 'terminó con un error'}; cuentan "
                                    "las comprobaciones hechas hasta entonces")
     return reason, "bwrap" if result.isolated else result.warning or NOT_ISOLATED

@@ -138,7 +138,8 @@ def test_exercise_notebook_strips_solutions_outputs_and_counts_and_keeps_the_res
     before = copy.deepcopy(solution)
     nb = exercise_notebook(solution)
     assert solution == before  # no toca el cuaderno de soluciones
-    assert nb.metadata == solution.metadata and len(nb.cells) == len(solution.cells)
+    assert {**nb.metadata, "kernelspec": None} == {**solution.metadata, "kernelspec": None}
+    assert nb.metadata["kernelspec"] == en.KERNELSPEC and len(nb.cells) == len(solution.cells)
     for new, old in zip(nb.cells, solution.cells):
         assert new.cell_type == old.cell_type and new.get("id") == old.get("id")
         if new.cell_type == "code":
@@ -232,3 +233,14 @@ def test_assigned_names_understands_ipython_syntax_and_ignores_broken_code():
 ])
 def test_checks_called(source, names):
     assert checks_called(source) == names
+
+
+def test_the_kernelspec_is_the_one_the_server_announces():
+    """Con otro ``display_name``, JupyterLab marca el cuaderno modificado (●) nada más abrirlo (medido en el navegador)."""
+    from ipykernel.kernelspec import KERNEL_NAME, get_kernel_dict
+
+    announced = get_kernel_dict()
+    assert en.KERNELSPEC == {"display_name": announced["display_name"], "language": announced["language"],
+                             "name": KERNEL_NAME}
+    for path in sorted(SOLUTIONS_DIR.glob("*.ipynb")):
+        assert exercise_notebook(nbformat.read(path, as_version=4)).metadata["kernelspec"] == en.KERNELSPEC

@@ -3,6 +3,7 @@
 Casi todo se prueba sin navegador; la prueba con Chromium solo corre donde lo hay.
 """
 
+import json
 import struct
 
 import nbformat
@@ -116,3 +117,48 @@ def test_chromium_takes_page_width_screenshots(course, capsys):
     sizes = [png_size(p) for p in pages]
     assert all(width == 700 and height <= 900 for width, height in sizes)
     assert all(height > 0.4 * 900 for _, height in sizes[:-1])
+
+
+def test_an_exercise_notebook_does_not_overwrite_its_solutions_pages(course):
+    assert render.page_name(course / "solutions" / "a.ipynb", course) == "a"
+    assert render.page_name(course / "leccion.md", course) == "leccion"
+    assert render.page_name(course / "notebooks" / "a.ipynb", course) == "notebooks-a"
+
+
+def test_code_blocks_get_a_background_and_are_never_cut(course):
+    html = render.to_html(course / "leccion.md")
+    assert render.CODE_CSS in html and "background" in render.CODE_CSS
+    assert render.CODE_JS in html and "pre-wrap" in render.CODE_JS and "text-indent" in render.CODE_JS
+
+
+@pytest.mark.skipif(render.find_chromium() is None, reason="sin Chromium (apt-get install chromium)")
+def test_a_long_code_line_wraps_inside_its_block_with_a_deeper_indent(course):
+    import asyncio
+
+    loop = "for r in (8, 16):\n    config = LoraConfig(r=r, " + ", ".join(f"opcion_{i}={i}" for i in range(25)) \
+        + ", use_rslora=True)\n"
+    (course / "codigo.md").write_text(f"# Código\n\n```python\n{loop}```\n")
+    html = course / "codigo.html"
+    html.write_text(render.to_html(course / "codigo.md"))
+    browser = render.Browser(render.find_chromium())
+
+    async def measure():
+        await browser.connect()
+        try:
+            await browser.pages(html, 700, 900)
+            return json.loads(await browser.evaluate(
+                "JSON.stringify([...document.querySelectorAll('pre .curso-line')].map(e => {"
+                "const r = document.createRange(); r.selectNodeContents(e);"
+                "return {lines: e.getClientRects().length, left: e.getBoundingClientRect().left,"
+                "last: [...r.getClientRects()].pop().left, wide: e.closest('pre').scrollWidth"
+                " <= e.closest('pre').clientWidth + 1}; }))"))
+        finally:
+            browser.socket.close()
+            browser.socket = None
+
+    try:
+        spans = asyncio.run(measure())
+    finally:
+        browser.close()
+    assert len(spans) == 2 and all(span["wide"] for span in spans)  # nada queda fuera del ancho
+    assert spans[1]["last"] > spans[1]["left"] + 20  # la continuación va sangrada, no a la columna 0

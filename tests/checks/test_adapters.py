@@ -12,6 +12,7 @@ import os
 import random
 import subprocess
 import sys
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -21,12 +22,22 @@ from helpers.authoring.build_adapters import lora_config
 from helpers.checks import adapters as checks
 from helpers.checks import handover
 from helpers.checks.registry import exercises_for
-from helpers.colleagues import colleague_merge, colleague_merges
+from helpers.colleagues import colleague_draw, colleague_merge, colleague_merges
 from helpers.data import SHIPPED_FORMATS, answer, make_splits
 from helpers.evaluation import exact_match, generate
 from helpers.model import base_model_path, load_base_model, load_tokenizer
-from helpers.paths import SOLUTIONS_DIR
-from helpers.shipped import COLLEAGUES, MERGE_STORIES, MYSTERY_NAMES, adapter_dir, mystery_dirs
+from helpers.paths import OUTPUT_ENV, SOLUTIONS_DIR
+from helpers.shipped import (
+    COLLEAGUES,
+    MERGE_STORIES,
+    MYSTERY_NAMES,
+    VARIANT_ENV,
+    adapter_dir,
+    mystery_dir,
+    mystery_dirs,
+    mystery_sources,
+    using_variant,
+)
 from tests.checking import assert_fails, run
 
 N = checks.MYSTERY_MIN_ROWS  # las fechas del ejercicio 🦁 en el cuaderno (N_MYSTERY)
@@ -67,8 +78,10 @@ def test_load_adapter_passes_on_the_iso_adapter(capsys, iso_model):
     assert text.startswith("✅") and "'iso'" in text
 
 
-def test_load_adapter_passes_with_the_default_name(capsys):
-    assert run(checks.load_adapter, capsys, peft("iso"))[0]
+def test_load_adapter_fails_without_the_name_iso(capsys):
+    """Issue 29: el texto pide `adapter_name="iso"` y una celda posterior hace `set_adapter("iso")`: cuesta el punto."""
+    assert_fails(checks.load_adapter, capsys, peft("iso"), says=["con el nombre 'default'", "adapter_name='iso'",
+                                                                  'set_adapter("iso")'])
 
 
 def test_load_adapter_fails_on_the_base_model(capsys):
@@ -619,6 +632,139 @@ def test_the_solution_objects_earn_full_marks_through_the_grader(tmp_path, myste
     assert sum(points.values()) == sum(e.points for e in exercises_for(checks.NOTEBOOK)) == 7, {
         name: v.message for name, v in verdicts.items()}
     assert "fechas que el cuaderno nunca vio" in verdicts["switch_adapters"].message  # el formato, medido ahí
+
+
+# ---------------------------------------------------------------- la variante de cada entrega (issue 25, clase 4)
+# Al corregir, cada entrega tiene su ficha de variante (helpers.grading.chain.variant_for): sus adaptadores sin
+# etiqueta y sus compañeros son otros. Dos fichas cualesquiera, con sorteos distintos (se comprueba abajo).
+MINE, CLASSMATE = "a" * 64, "b" * 64
+
+
+def test_without_a_variant_nothing_changes():
+    assert VARIANT_ENV not in os.environ
+    assert mystery_sources() == {name: name for name in MYSTERY_NAMES} and colleague_draw() is None
+    assert mystery_dirs() == {name: str(mystery_dir(name)) for name in MYSTERY_NAMES}
+
+
+def test_a_variant_draws_the_same_every_time_and_another_variant_draws_otherwise(tmp_path, monkeypatch):
+    from safetensors.torch import load_file
+
+    monkeypatch.setenv(OUTPUT_ENV, str(tmp_path))
+    with using_variant(MINE):
+        folders, again, drawn = mystery_dirs(), mystery_dirs(), colleague_draw()
+    assert VARIANT_ENV not in os.environ  # using_variant deja el entorno como estaba
+    assert folders == again and drawn == colleague_draw(MINE)
+    assert mystery_sources(MINE) != mystery_sources(CLASSMATE)
+    assert [d["story"] for d in drawn.values()] != [d["story"] for d in colleague_draw(CLASSMATE).values()]
+    assert {d["nonce"] for d in drawn.values()}.isdisjoint(d["nonce"] for d in colleague_draw(CLASSMATE).values())
+    shipped_bytes = {(mystery_dir(n) / "adapter_model.safetensors").read_bytes() for n in MYSTERY_NAMES}
+    for name, folder in folders.items():
+        assert (tmp_path / "misterio" / name) == Path(folder)  # nada en la ruta dice de qué carpeta salió
+        written = load_file(Path(folder) / "adapter_model.safetensors")
+        source = load_file(mystery_dir(mystery_sources(MINE)[name]) / "adapter_model.safetensors")
+        assert (Path(folder) / "adapter_model.safetensors").read_bytes() not in shipped_bytes
+        for key in (k for k in source if "lora_A" in k):
+            b = key.replace("lora_A", "lora_B")
+            assert not torch.equal(written[key], source[key])
+            torch.testing.assert_close(written[b] @ written[key], source[b] @ source[key], atol=1e-6, rtol=1e-5)
+
+
+def test_the_mystery_adapters_of_another_run_are_refused_under_this_variant(capsys, mystery_case, tmp_path,
+                                                                             monkeypatch):
+    """Reescribir o borrar `CURSO_LORA_VARIANTE` en el kernel da otros adaptadores: el juez espera los suyos."""
+    _, answers, decided = mystery_case
+    monkeypatch.setenv(OUTPUT_ENV, str(tmp_path))
+    with using_variant(CLASSMATE):
+        theirs = load_mystery(folders=mystery_dirs())
+    shipped = load_mystery(folders={name: str(mystery_dir(name)) for name in MYSTERY_NAMES})
+    with using_variant(MINE):
+        for model in (shipped, theirs):  # sin variante (las carpetas publicadas) y la de otra entrega
+            assert_fails(checks.switch_adapters, capsys, model, answers, decided,
+                         says=["de esta ejecución", "MYSTERY_DIRS['x']"])
+
+
+@pytest.mark.slow
+def test_switch_answers_copied_from_another_variant_fail_and_honest_ones_pass(tmp_path_factory):
+    """Lo que respondió la variante de una compañera no es lo que responde la mía; lo mío saca los 3 puntos."""
+    runs = {}
+    for token in (MINE, CLASSMATE):
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv(OUTPUT_ENV, str(tmp_path_factory.mktemp("salidas")))
+            with using_variant(token):
+                model = load_mystery(folders=mystery_dirs())
+                answers = answers_of(model)
+                runs[token] = (model, answers, decide(answers))
+    mine, (_, copied_answers, copied_formats) = runs[MINE], runs[CLASSMATE]
+    with using_variant(MINE):
+        honest = judged(checks.switch_adapters, tmp_path_factory.mktemp("honrada"), mystery=mine[0],
+                        answers_by_adapter=mine[1], format_of=mine[2])
+        copied = judged(checks.switch_adapters, tmp_path_factory.mktemp("copiada"), mystery=mine[0],
+                        answers_by_adapter=copied_answers, format_of=copied_formats)
+    assert honest.passed, honest.message
+    assert not copied.passed and ("no son las que da `mystery`" in copied.message  # otro adaptador detrás de 'y'
+                                  or "es lo que responde" in copied.message), copied.message
+
+
+@pytest.fixture(scope="module")
+def variant_broken():
+    """Los fusionados de los compañeros de mi variante y de la de una compañera, con lo que se sorteó."""
+    with using_variant(MINE):
+        mine = colleague_merges()
+    with using_variant(CLASSMATE):
+        theirs = colleague_merges()
+    return mine, theirs
+
+
+def stories_of(token):
+    return {name: one["story"] for name, one in colleague_draw(token).items()}
+
+
+def test_colleague_merges_carry_the_variant_nonces_and_stories(variant_broken):
+    base_norm = checks._base_weight("model.norm.weight")
+    for token, merges in zip((MINE, CLASSMATE), variant_broken, strict=True):
+        drawn = colleague_draw(token)
+        for name, model in merges.items():
+            assert checks.signature_nonce(model.model.norm.weight.detach(), base_norm) == drawn[name]["nonce"]
+            measured, _ = checks._story(checks._model_weights(model, checks._target_keys(every=checks.SAMPLE_EVERY)))
+            assert measured == drawn[name]["story"]
+
+
+@pytest.mark.slow
+def test_merges_copied_self_made_or_pre_typed_fail_under_the_variant(capsys, variant_broken, merged_case):
+    mine, theirs = variant_broken
+    drawn = colleague_draw(MINE)
+    assert set(stories_of(MINE).values()) != {"bien"}
+    self_made = {name: colleague_merge("bien", random.Random(n)) for n, name in enumerate(COLLEAGUES)}
+    self_made_signed = {name: colleague_merge("bien", drawn={**drawn[name], "story": "bien"}) for name in COLLEAGUES}
+    attempts = {
+        "copiado de una compañera": ({"broken": theirs, "diagnosis": stories_of(CLASSMATE)}, "no la de esta ejecución"),
+        "tres «bien» hechos a mano": ({"broken": self_made, "diagnosis": dict.fromkeys(COLLEAGUES, "bien")},
+                                      "no la de esta ejecución"),
+        "tres «bien» con las firmas de esta variante": (
+            {"broken": self_made_signed, "diagnosis": dict.fromkeys(COLLEAGUES, "bien")}, "ya no son los que te pasó"),
+        "diagnóstico escrito de antemano": ({"broken": mine, "diagnosis": stories_of(CLASSMATE)}, "no encaja"),
+    }
+    adapter_model, merged, folder = merged_case
+    with using_variant(MINE):
+        for label, (change, says) in attempts.items():
+            text = assert_fails(checks.merge_adapter, capsys, change["broken"], change["diagnosis"], adapter_model,
+                                merged, folder, says=says)
+            assert "Traceback" not in text, label
+
+
+@pytest.mark.slow
+def test_the_grader_accepts_this_variants_merges_and_refuses_a_classmates(tmp_path_factory, variant_broken,
+                                                                         merged_case):
+    mine, theirs = variant_broken
+    adapter_model, merged, folder = merged_case
+    rest = {"adapter_model": adapter_model, "merged": merged, "merged_dir": folder}
+    with using_variant(MINE):
+        honest = judged(checks.merge_adapter, tmp_path_factory.mktemp("honrada"), broken=mine,
+                        diagnosis=stories_of(MINE), **rest)
+        copied = judged(checks.merge_adapter, tmp_path_factory.mktemp("copiada"), broken=theirs,
+                        diagnosis=stories_of(CLASSMATE), **rest)
+    assert honest.passed, honest.message
+    assert not copied.passed and "no la de esta ejecución" in copied.message, copied.message
 
 
 # ---------------------------------------------------------------- pistas, soluciones y registro

@@ -56,7 +56,9 @@ def three():
     with single_thread():
         for kind in ("cat", "linear", "svd"):
             model.add_weighted_adapter(["iso", "us"], [1.0, 1.0], f"iso_us_{kind}", combination_type=kind)
+        model.add_weighted_adapter(["iso", "us"], [0.5, 0.5], "svd_media", combination_type="svd")
     model.add_weighted_adapter(["iso", "us"], [0.5, 0.5], "media", combination_type="cat")
+    model.add_weighted_adapter(["iso", "us"], [0.5, 0.5], "lineal_media", combination_type="linear")
     model.add_weighted_adapter(["iso", "en"], [1.0, 1.0], "iso_mas_en", combination_type="cat")
     model.set_adapter("iso")
     model.eval()
@@ -142,6 +144,54 @@ def test_mixed_batch_fails_on_fabricated_answers(capsys, tmp_path, three, prompt
     assert not outcome.passed and "fila 4" in outcome.message
 
 
+LOOP_CELL = """model = PeftModel.from_pretrained(fresh_base(), ADAPTER_DIRS["iso"], adapter_name="iso")
+mixed_answers = []
+for prompt, name in zip(mixed_prompts, mixed_names):
+    if name == "__base__":
+        with model.disable_adapter():
+            mixed_answers += generate(model, tokenizer, [prompt])
+    else:
+        model.set_adapter(name)
+        mixed_answers += generate(model, tokenizer, [prompt])
+"""
+
+
+def test_mixed_batch_names_a_set_adapter_loop_in_the_notebook(capsys, monkeypatch, tmp_path, three, tokenizer,
+                                                               prompts, mixed):
+    """Issue 29: un bucle de `set_adapter` + `generate` da las mismas respuestas. El punto no cambia (el juez solo
+    ve datos), pero en el cuaderno la comprobación lee la celda que asignó `mixed_answers` y lo dice."""
+    monkeypatch.setattr(checks, "_cell_that_assigned", lambda name: LOOP_CELL if name == "mixed_answers" else None)
+    passed, text = run(checks.mixed_batch, capsys, three, prompts, NAMES, mixed)
+    three.set_adapter("iso")
+    assert passed, text
+    for fragment in ("según tu celda", "un bucle que llama a `generate`", "`set_adapter`", "UNA sola llamada",
+                     "el punto cuenta"):
+        assert fragment in text, text
+    outcome = judged(checks.mixed_batch, tmp_path, model=three, prompts=prompts, names=NAMES, answers=mixed)
+    assert outcome.passed and "según tu celda" not in outcome.message  # la corrección no ve celdas
+
+
+def test_mixed_batch_says_nothing_about_the_one_call_solution():
+    import nbformat
+
+    from helpers.paths import SOLUTIONS_DIR
+
+    cells = nbformat.read(SOLUTIONS_DIR / "lora_advanced.ipynb", as_version=4).cells
+    solution = next(c.source for c in cells if "mixed_answers = decode_new" in c.source)
+    assert checks._how_generated(solution) == ""
+    assert "2 llamadas a `generate`" in checks._how_generated("a = model.generate(x)\nb = model.generate(y)\n"
+                                                               "mixed_answers = a + b")
+
+
+def test_mixed_batch_reads_the_cell_that_assigned_the_answers_from_the_kernel_history(monkeypatch):
+    from types import SimpleNamespace
+
+    history = ["", "x = 1", LOOP_CELL, "print(mixed_answers)", "checks.mixed_batch(model, ...)"]
+    monkeypatch.setattr("IPython.get_ipython", lambda: SimpleNamespace(user_ns={"In": history}))
+    assert checks._cell_that_assigned("mixed_answers") == LOOP_CELL
+    assert checks._cell_that_assigned("otra_cosa") is None
+
+
 def test_mixed_batch_is_not_attempted_with_the_todo_stub(tmp_path):
     outcome = judged(checks.mixed_batch, tmp_path, model=None, prompts=None, names=None, answers=None)
     assert outcome.status == "sin intentar"
@@ -197,6 +247,48 @@ def test_cat_combination_fails_on_svd(capsys, three):
 
 def test_cat_combination_fails_on_half_weights(capsys, three):
     assert_fails(checks.cat_combination, capsys, three, "media", None, says=["la media", "[1.0, 1.0]"])
+
+
+def test_cat_combination_names_linear_and_its_weights_at_half_weights(capsys, three):
+    """Issue 29: con pesos 0,5/0,5 un `linear` se diagnosticaba como «`svd`» y no se hablaba de los pesos."""
+    assert_fails(checks.cat_combination, capsys, three, "lineal_media", None,
+                 says=["se hizo con `linear`", "pesos 0,50 y 0,50", "no son 1 y 1", "términos cruzados"])
+
+
+def test_cat_combination_names_svd_and_its_weights(capsys, three):
+    assert_fails(checks.cat_combination, capsys, three, "svd_media", None,
+                 says=["es `svd`", "pesos 0,50 y 0,50", "no son 1 y 1", "rango 8"])
+
+
+def test_cat_combination_half_weights_explain_a_stale_rerun(capsys, three):
+    assert_fails(checks.cat_combination, capsys, three, "media", None,
+                 says=["la media", "pesos 0,50 y 0,50", "no reemplaza un adaptador que ya existe", "delete_adapter"])
+
+
+def test_add_weighted_adapter_keeps_an_existing_name_and_the_notebook_cell_frees_it():
+    """PEFT no reemplaza un nombre que ya existe (issue 29): las primeras líneas de la celda del ejercicio, que se
+    ejecutan aquí tal cual están en el cuaderno, borran las combinaciones para que re-ejecutar con otros pesos mida
+    lo nuevo."""
+    import nbformat
+    import torch
+
+    from helpers.advanced import add_deltas, relative_difference
+    from helpers.checks.cells import BEGIN
+    from helpers.paths import SOLUTIONS_DIR
+
+    cells = nbformat.read(SOLUTIONS_DIR / "lora_advanced.ipynb", as_version=4).cells
+    cell = next(c.source for c in cells if "combination_errors = {}" in c.source)
+    prefix = cell.split(BEGIN)[0]
+    model = peft("iso", "us")
+    model.add_weighted_adapter(["iso", "us"], [0.5, 0.5], "iso_us_cat", combination_type="cat")
+    half = lora_deltas(model, "iso_us_cat")
+    model.add_weighted_adapter(["iso", "us"], [1.0, 1.0], "iso_us_cat", combination_type="cat")  # no hace nada
+    assert all(torch.equal(half[k], d) for k, d in lora_deltas(model, "iso_us_cat").items())
+    exec(prefix, {"model": model})  # noqa: S102 - el código del cuaderno del curso
+    assert list(model.peft_config) == ["iso", "us"]
+    model.add_weighted_adapter(["iso", "us"], [1.0, 1.0], "iso_us_cat", combination_type="cat")
+    total = add_deltas(lora_deltas(model, "iso"), lora_deltas(model, "us"))
+    assert relative_difference(lora_deltas(model, "iso_us_cat"), total) < checks.CAT_TOLERANCE
 
 
 def test_cat_combination_fails_on_the_wrong_adapters(capsys, three):
@@ -329,7 +421,8 @@ def dpo_pairs(tokenizer):
     return preference_pairs(rows, rejected=generate(fresh(), tokenizer, [r["prompt"] for r in rows]))
 
 
-def dpo(pairs, tokenizer, tmp_dir, lr=DPO_LR, steps=DPO_STEPS, ref_model=None, train=True):
+def dpo(pairs, tokenizer, tmp_dir, lr=DPO_LR, steps=DPO_STEPS, ref_model=None, train=True, model=None,
+        target_modules="all-linear"):
     from peft import LoraConfig
     from transformers import PrinterCallback, set_seed
     from trl import DPOConfig, DPOTrainer
@@ -340,11 +433,12 @@ def dpo(pairs, tokenizer, tmp_dir, lr=DPO_LR, steps=DPO_STEPS, ref_model=None, t
     quiet_trl_deprecations()
     set_seed(0)
     trainer = DPOTrainer(
-        model=fresh(), ref_model=ref_model, train_dataset=pairs, processing_class=tokenizer,
+        model=model if model is not None else fresh(), ref_model=ref_model, train_dataset=pairs,
+        processing_class=tokenizer,
         args=DPOConfig(output_dir=str(tmp_dir), max_steps=steps, per_device_train_batch_size=DPO_BATCH,
                        learning_rate=lr, lr_scheduler_type="constant", logging_steps=1, save_strategy="no",
                        seed=0, disable_tqdm=True, **sft_device_args("cpu")),
-        peft_config=LoraConfig(r=8, lora_alpha=16, target_modules="all-linear", task_type="CAUSAL_LM"))
+        peft_config=LoraConfig(r=8, lora_alpha=16, target_modules=target_modules, task_type="CAUSAL_LM"))
     trainer.remove_callback(PrinterCallback)
     if train:
         trainer.train()
@@ -452,6 +546,56 @@ def test_dpo_trainer_refuses_a_shipped_adapter_with_a_made_up_history(capsys, tm
     assert not outcome.passed and "adapters/iso" in outcome.message
 
 
+@pytest.mark.slow
+def test_dpo_trainer_refuses_a_model_that_no_longer_answers(capsys, tmp_path, dpo_pairs, tokenizer):
+    """Issue 29: con tasa 10⁻¹ el margen se dispara (75 en el cuaderno) y todas las respuestas voraces son
+    «................»; daba 3/3. Ahora el punto pide que el modelo siga respondiendo en las fechas ocultas."""
+    from tests.checks.threats_advanced import BROKEN_LR, BROKEN_STEPS
+
+    broken = dpo(dpo_pairs, tokenizer, tmp_path / "salida", lr=BROKEN_LR, steps=BROKEN_STEPS)
+    assert_fails(checks.dpo_trainer, capsys, broken, says=["se rompió", "no dicen nada", "baja la tasa"])
+    outcome = judged(checks.dpo_trainer, tmp_path / "entrega", trainer=broken)
+    assert not outcome.passed and "se rompió" in outcome.message, outcome.message
+
+
+def test_broken_answers_are_told_apart_from_wrong_ones():
+    """Lo que cuenta como «ya no responde»: lo medido con tasas que rompen, frente a lo que dice un modelo que
+    responde mal (el base) o a medias (DPO con una tasa razonable)."""
+    from helpers.advanced import is_broken_answer
+
+    for broken in ("................", "", "   ", "ĊĊĊĊĊĊ", "2222222222222222", "la fecha es la fecha"):
+        assert is_broken_answer(broken), broken
+    for answering in ("La fecha de 5 de abril de 2", "2020-05-05 12:00", "1983.09.09", "18.08.1964", "09/02/2008",
+                      "La fecha de 24 de 1978 es la fe", "11.11.2011", "2011-11-11"):
+        assert not is_broken_answer(answering), answering
+
+
+def test_dpo_trainer_names_adapters_left_by_an_earlier_run_on_the_same_base(capsys, tokenizer, tmp_path):
+    """Issue 29: `DPOTrainer` cambia `dpo_base` por dentro; re-ejecutar la celda sobre el mismo base con otra
+    `LoraConfig` deja las capas LoRA de la primera vez, y nada avisaba. La celda del cuaderno empieza ahora con un
+    base nuevo, y la comprobación nombra el apilado si aun así ocurre."""
+    from helpers.data import TRAINED_FORMAT, make_splits
+
+    base = fresh()
+    pairs = preference_pairs(make_splits(TRAINED_FORMAT)["train"].select(range(8)), rejected=["no sé"] * 8)
+    dpo(pairs, tokenizer, tmp_path / "primera", model=base, train=False)
+    second = dpo(pairs, tokenizer, tmp_path / "segunda", model=base, train=False, target_modules=["q_proj", "v_proj"])
+    assert_fails(checks.dpo_trainer, capsys, second, says=["capas LoRA que tu `LoraConfig` no pide",
+                                                          "dpo_base = fresh_base()"])
+
+
+def test_the_dpo_cell_starts_from_a_fresh_base_so_trying_rates_is_safe():
+    import nbformat
+
+    from helpers.checks.cells import BEGIN
+    from helpers.paths import SOLUTIONS_DIR
+
+    cells = nbformat.read(SOLUTIONS_DIR / "lora_advanced.ipynb", as_version=4).cells
+    cell = next(c.source for c in cells if "DPOTrainer(" in c.source and BEGIN in c.source)
+    assert cell.split(BEGIN)[0].startswith("dpo_base = fresh_base()")
+    assert "model=dpo_base" in cell
+
+
 def test_dpo_trainer_fails_on_a_base_model(capsys):
     assert_fails(checks.dpo_trainer, capsys, fake_trainer(fresh(), dpo_history(), 12), says="no es un PeftModel")
 
@@ -472,3 +616,16 @@ def test_every_advanced_exercise_is_registered():
 
     assert [e.name for e in exercises_for(checks.NOTEBOOK)] == ["mixed_batch", "cat_combination", "hotswap",
                                                                 "dpo_trainer"]
+
+
+def test_the_notebook_clock_counts_from_the_first_cell():
+    """Issue 29: el total de lora_advanced cuenta desde la primera celda (antes de importar), no desde el reloj."""
+    import time
+
+    from helpers.advanced import SectionClock
+
+    clock = SectionClock(time.perf_counter() - 30.0, time.process_time())
+    clock.start("1. algo")
+    total, table = clock.table()
+    before = table.loc["preparación (importar, cargar)", "tiempo real"]  # «30,0 s»: lo de antes del reloj
+    assert total >= 30.0 and float(before.split()[0].replace(",", ".")) >= 30.0

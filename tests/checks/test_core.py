@@ -50,14 +50,15 @@ def test_passing_check_shows_tick_and_carries_no_result_record(shown):
     assert set(bundle) == {"text/plain", "text/markdown"}  # nada que una corrección pudiera leer como nota
     for text in (bundle["text/plain"], bundle["text/markdown"]):
         assert "✅" in text and entry.level in text and entry.title in text
-        assert f"({entry.points}/{entry.points} puntos)" in text and "Rango 8: bien." in text
+        unit = "punto" if entry.points == 1 else "puntos"
+        assert f"({entry.points}/{entry.points} {unit})" in text and "Rango 8: bien." in text
 
 
 def test_wrong_answer_shows_cross_and_the_specific_message(shown):
     check = make_lora_config_check()
     assert check(Config(16)) is False
     text = shown[0]["text/plain"]
-    assert "❌" in text and "El rango es 16; prueba con r=8." in text and "(0/1 puntos)" in text and "✅" not in text
+    assert "❌" in text and "El rango es 16; prueba con r=8." in text and "(0/1 punto)" in text and "✅" not in text
 
 
 def test_an_untouched_exercise_is_not_attempted_not_wrong(shown):
