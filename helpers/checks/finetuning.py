@@ -937,9 +937,9 @@ def merge_and_save(merged, adapter_trainer, merged_dir, examples=None):
            "que se pueda cargar sin el modelo base.")
     examples = _examples(examples)
     tok, tol = _tokenizer(), _tolerance(adapter_model)
-    prompts = [r["prompt"] for r in examples.rows(FORMAT, PROBE_ROWS)]
-    reference = generate(adapter_model, tok, prompts)
     rows = examples.rows(FORMAT, PROBE_ROWS)
+    prompts = [r["prompt"] for r in rows]
+    reference = generate(adapter_model, tok, prompts)
     right = sum(p == answer(r) for p, r in zip(reference, rows))
     if right < MERGE_MIN_RIGHT:
         _expect_right_format(examples, reference, "El adaptador del trainer")
