@@ -191,6 +191,9 @@ def suite_commands(python: Path, root: Path) -> list[list[str]]:
     ]
 
 
+COMPLETE = {"CURSO_LORA_COMPLETO": "1"}  # la suite completa: ver tests/suite.py
+
+
 def _all(commands: list[list[str]], env: dict | None = None) -> int:
     """Ejecuta las órdenes una tras otra; para en la primera que falla y devuelve su código."""
     for command in commands:
@@ -224,10 +227,11 @@ def lab(args: list[str]) -> int:
     return run([*lab_command(venv_python(ROOT), is_root()), *args])
 
 
-def test(args: list[str]) -> int:
+def test(args: list[str], complete: bool = False) -> int:
     lint, pytest = suite_commands(venv_python(ROOT), ROOT)
     with tempfile.TemporaryDirectory(prefix="curso-lora-entregado-") as handed_over:
-        env = {**STRICT_ENV, "CURSO_LORA_HANDOVER": handed_over, "CURSO_LORA_HANDOVER_CI": handed_over}
+        env = {**STRICT_ENV, "CURSO_LORA_HANDOVER": handed_over, "CURSO_LORA_HANDOVER_CI": handed_over,
+               **(COMPLETE if complete else {})}
         return _all([lint, [*pytest, *args]], env)
 
 
@@ -266,6 +270,8 @@ COMMANDS = {
     "setup": ("crea .venv si falta e instala el curso (la segunda vez es instantáneo)", setup),
     "lab": ("abre JupyterLab en la carpeta del curso", lab),
     "test": ("ruff y todas las pruebas, con los cuadernos resueltos (como la CI)", test),
+    "test-completo": ("make test y además lo que repite una propiedad por un camino más caro (antes de publicar)",
+                      lambda extra: test(extra, complete=True)),
     "test-fast": ("las pruebas sin las lentas (las que entrenan)",
                   in_venv("-m", "pytest", "tests", "-m", "not slow")),
     "fuzz": ("la recogida y la lista blanca con miles de entradas al azar (Hypothesis; unos minutos)",
@@ -273,7 +279,7 @@ COMMANDS = {
                                env={"CURSO_LORA_FUZZ": "2000"})),
     "amenazas": ("la matriz de amenazas entera: cada propiedad de cada punto, por el camino del juez (unos 9 min)",
                  lambda extra: run([str(venv_python(ROOT)), "-m", "pytest", "tests/checks/test_threat_matrix.py",
-                                    *extra], env={"CURSO_LORA_MATRIZ": "completa"})),
+                                    *extra], env=COMPLETE)),
     "exercises": ("genera notebooks/ a partir de solutions/", exercises),
     "solutions": ("ejecuta de nuevo los cuadernos resueltos (o solutions NOMBRE...) y genera los de ejercicios",
                   solutions),

@@ -9,6 +9,10 @@ la celda que llama a ``checks.X(...)``, se vuelven a ejecutar las celdas del eje
 zona de solución) y la comprobación, y se compara el veredicto (✅/❌/⏳ y su título) con el de la primera
 vez. Así una sola ejecución de cada cuaderno sirve a nbval, a lo entregado para el juez y a esta prueba.
 
+Los ejercicios que entrenan (``TRAINING``) repiten en ``make test`` solo su comprobación, que también tiene
+que dar lo mismo al llamarla dos veces; el entrenamiento entero se repite en ``make test-completo`` (en
+``lora_finetuning``, unos 5 min más en la CPU de 2 núcleos).
+
 Se activa con ``-p tests.nbval_rerun`` (lo hace ``make test``).
 """
 
@@ -20,14 +24,17 @@ import nbformat
 import pytest
 
 from helpers.checks.cells import BEGIN, checks_called
+from tests.suite import complete
 
 MARKS = "✅❌⏳"
+TRAINING = frozenset({"sft_trainer", "rank_sweep", "full_finetuning", "olora", "dpo_trainer"})
 
 
-def rerun_plan(cells) -> dict[int, list[str]]:
+def rerun_plan(cells, whole_training: bool = True) -> dict[int, list[str]]:
     """{índice (entre las celdas de código) de una comprobación: fuentes que se repiten tras ella}.
 
-    Son las celdas desde la que abre la zona de solución del ejercicio hasta la comprobación, incluida.
+    Son las celdas desde la que abre la zona de solución del ejercicio hasta la comprobación, incluida; con
+    ``whole_training=False``, de un ejercicio de ``TRAINING`` solo la comprobación.
     """
     plan, pending, code_index = {}, [], -1
     for cell in cells:
@@ -38,7 +45,8 @@ def rerun_plan(cells) -> dict[int, list[str]]:
         if BEGIN in cell.source or (pending and not names):
             pending.append(cell.source)
         if names:
-            plan[code_index] = [*pending, cell.source]
+            trains = not whole_training and TRAINING & set(names)
+            plan[code_index] = [cell.source] if trains else [*pending, cell.source]
             pending = []
     return plan
 
@@ -61,7 +69,7 @@ def pytest_runtest_call(item):
         return
     plan = getattr(item.parent, "_rerun_plan", None)
     if plan is None:
-        plan = item.parent._rerun_plan = rerun_plan(notebook.cells)
+        plan = item.parent._rerun_plan = rerun_plan(notebook.cells, whole_training=complete())
     if cell_num not in plan:
         return
     first = verdict(item.test_outputs)

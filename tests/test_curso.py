@@ -42,7 +42,7 @@ def test_unknown_command_lists_the_valid_ones(capsys):
     assert curso.main(["instalar"]) == 2
     err = capsys.readouterr().err
     assert "No conozco la orden 'instalar'" in err
-    assert "Órdenes válidas: setup, lab, test, test-fast" in err and "bench-train" in err
+    assert "Órdenes válidas: setup, lab, test, test-completo, test-fast" in err and "bench-train" in err
 
 
 def test_no_command_prints_the_usage(capsys):

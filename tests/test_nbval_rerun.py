@@ -36,6 +36,10 @@ def nbval(path):
 def test_the_plan_repeats_from_the_solution_region_to_the_check():
     cells = notebook("layers += 1").cells
     assert rerun_plan(cells) == {3: [cells[1].source, cells[2].source, cells[3].source]}
+    training = [*cells[:3], new_code_cell("checks.sft_trainer(trainer, after);")]
+    assert rerun_plan(training, whole_training=False) == {3: [training[3].source]}  # make test: solo la comprobación
+    assert rerun_plan(training) == {3: [c.source for c in training[1:]]}  # make test-completo: el ejercicio entero
+    assert rerun_plan(cells, whole_training=False) == rerun_plan(cells)  # lo que no entrena, entero siempre
     assert verdict([{"output_type": "stream", "text": "✅ 🐢 Envuelve el modelo (1/1 puntos)\n…"}]) == \
         "✅ 🐢 Envuelve el modelo"
 

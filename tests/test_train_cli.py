@@ -15,6 +15,7 @@ import pytest
 from helpers import train
 from helpers.errors import CourseError
 from helpers.paths import COURSE_ROOT
+from tests.suite import only_complete
 
 # Presupuesto de la prueba lenta: 10 pasos de lote global 8, exactitud en 32 fechas de prueba. En formato ISO:
 # es lo que se midió (y lo que cita la lección); en el formato con puntos, 10 pasos aún no enseñan casi nada.
@@ -97,6 +98,7 @@ def run_training(launcher: list[str], out: Path) -> dict:
     return result
 
 
+@only_complete  # 2 min en la CPU de 2 núcleos (dos entrenamientos enteros); make test-completo
 @pytest.mark.slow
 def test_two_processes_train_like_one(tmp_path, capsys):
     accelerate = [str(Path(sys.executable).parent / "accelerate"), "launch", "--num_processes", "2",

@@ -248,7 +248,7 @@ class Browser:
 
     def __init__(self, executable: str):
         self.executable = executable
-        self.profile = tempfile.TemporaryDirectory(prefix="curso-lora-chromium-")
+        self.profile = tempfile.mkdtemp(prefix="curso-lora-chromium-")
         try:
             port = self._start()
         except RenderError:  # como root (p. ej. en un contenedor) Chromium solo arranca sin su sandbox
@@ -261,17 +261,16 @@ class Browser:
     def _start(self, *extra: str) -> int:
         """Arranca Chromium y devuelve su puerto de depuración."""
         self.process = subprocess.Popen(
-            [self.executable, *CHROMIUM_FLAGS, *extra, f"--user-data-dir={self.profile.name}", "about:blank"],
+            [self.executable, *CHROMIUM_FLAGS, *extra, f"--user-data-dir={self.profile}", "about:blank"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             return self._port()
         except RenderError:
-            self.process.kill()
-            self.process.wait()
+            self._stop()
             raise
 
     def _port(self) -> int:
-        active = Path(self.profile.name) / "DevToolsActivePort"
+        active = Path(self.profile) / "DevToolsActivePort"
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -333,13 +332,40 @@ class Browser:
     def close(self):
         if self.socket is not None:
             self.socket.close()
-        self.process.terminate()
+        self._stop()
+        for _ in range(50):  # un hijo rezagado (crashpad, zygoto) aún puede escribir en el perfil un instante
+            try:
+                shutil.rmtree(self.profile)
+                break
+            except FileNotFoundError:
+                break
+            except OSError:
+                time.sleep(0.1)
+        else:
+            shutil.rmtree(self.profile, ignore_errors=True)
+
+    def _stop(self):
+        """Cierra Chromium con todos sus hijos (con psutil: igual en Linux, macOS y Windows)."""
+        import psutil
+
         try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        self.profile.cleanup()
+            parent = psutil.Process(self.process.pid)
+            family = [parent, *parent.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            family = []
+        for process in family:
+            try:
+                process.terminate()
+            except psutil.NoSuchProcess:
+                pass
+        _, alive = psutil.wait_procs(family, timeout=10)
+        for process in alive:
+            try:
+                process.kill()
+            except psutil.NoSuchProcess:
+                pass
+        psutil.wait_procs(alive, timeout=5)
+        self.process.wait()
 
 
 def screenshots(browser: Browser, html: Path, width: int = WIDTH, page: int = PAGE_HEIGHT) -> list[Path]:

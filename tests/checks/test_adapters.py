@@ -39,6 +39,7 @@ from helpers.shipped import (
     using_variant,
 )
 from tests.checking import assert_fails, run
+from tests.suite import only_complete
 
 N = checks.MYSTERY_MIN_ROWS  # las fechas del ejercicio 🦁 en el cuaderno (N_MYSTERY)
 SEED = 12345
@@ -616,6 +617,7 @@ def test_the_solution_diagnoses_every_story(stories):
 
 
 # ---------------------------------------------------------------- los cuatro, con los objetos de la solución
+@only_complete  # make test: lo que entrega el cuaderno resuelto con nbval, juzgado en tests/grading/test_chain.py
 @pytest.mark.slow
 def test_the_solution_objects_earn_full_marks_through_the_grader(tmp_path, mystery_case, stories, merged_case):
     model, answers, decided = mystery_case

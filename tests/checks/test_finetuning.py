@@ -31,6 +31,7 @@ from helpers.evaluation import EvalResult, evaluate
 from helpers.model import load_base_model, load_tokenizer
 from helpers.shipped import adapter_dir
 from helpers.training import score_only_labelled_tokens, sft_device_args
+from tests.suite import only_complete
 
 HIDDEN_SEED = 7
 ATTENTION = ["q_proj", "k_proj", "v_proj", "o_proj"]
@@ -597,7 +598,8 @@ def merge_setup(small_sweep, tmp_path_factory):
     return SimpleNamespace(root=root, trainer=trainer, merged=merged)
 
 
-@pytest.mark.slow  # 10-20 s: en make test, no en test-fast
+@only_complete  # make test: test_merge_and_save_passes_with_the_main_adapter_and_its_answer_floor, sin rebajar
+@pytest.mark.slow
 def test_merge_and_save_passes(shown, merge_setup, tmp_path, monkeypatch):
     """Fontanería con el adaptador de 2 pasos: su suelo de aciertos (MERGE_MIN_RIGHT), rebajado a 0."""
     monkeypatch.setattr(checks, "MERGE_MIN_RIGHT", 0)

@@ -34,7 +34,6 @@ fechas ocultas. Se mira el veredicto del ejercicio: 0 puntos y el motivo esperad
 from __future__ import annotations
 
 import importlib
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +42,7 @@ import pytest
 
 from helpers.checks import handover
 from helpers.checks.registry import exercises_for
+from tests.suite import complete
 
 HIDDEN_SEED = 11
 CASE_MODULES = ("threats_loading", "threats_finetuning", "threats_advanced")
@@ -103,7 +103,6 @@ def judge_path(case: Case, tmp_path: Path) -> dict:
     return judge.judge(collected.handed_over, case.notebook, HIDDEN_SEED, case.variant)[case.exercise]
 
 
-FULL_ENV = "CURSO_LORA_MATRIZ"  # =completa: todos los casos (``python curso.py amenazas``, unos 9 min)
 
 
 def sampled(cases: list[Case]) -> list[Case]:
@@ -120,7 +119,7 @@ def sampled(cases: list[Case]) -> list[Case]:
 
 
 def _params():
-    cases = CASES if os.environ.get(FULL_ENV) == "completa" else sampled(CASES)
+    cases = CASES if complete() else sampled(CASES)  # entera: `make amenazas` (unos 9 min)
     return [pytest.param(case, id=case.id, marks=[pytest.mark.slow] if case.slow else []) for case in cases]
 
 
