@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import json
 import os
 import shutil
@@ -348,22 +349,17 @@ class Browser:
         """Cierra Chromium con todos sus hijos (con psutil: igual en Linux, macOS y Windows)."""
         import psutil
 
-        try:
+        family = []
+        with contextlib.suppress(psutil.NoSuchProcess):
             parent = psutil.Process(self.process.pid)
             family = [parent, *parent.children(recursive=True)]
-        except psutil.NoSuchProcess:
-            family = []
         for process in family:
-            try:
+            with contextlib.suppress(psutil.NoSuchProcess):
                 process.terminate()
-            except psutil.NoSuchProcess:
-                pass
         _, alive = psutil.wait_procs(family, timeout=10)
         for process in alive:
-            try:
+            with contextlib.suppress(psutil.NoSuchProcess):
                 process.kill()
-            except psutil.NoSuchProcess:
-                pass
         psutil.wait_procs(alive, timeout=5)
         self.process.wait()
 
