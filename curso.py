@@ -180,7 +180,7 @@ def suite_commands(python: Path, root: Path) -> list[list[str]]:
     """Las pruebas: primero ruff, después pytest con los cuadernos resueltos (nbval) y luego tests/.
 
     Los cuadernos van antes: lo que entregan sus comprobaciones (``CURSO_LORA_HANDOVER``) lo juzga
-    después una prueba de ``tests/test_grading.py``, como en la corrección.
+    después ``tests/grading/test_chain.py``, como en la corrección.
     """
     notebooks = sorted(nb.relative_to(root).as_posix() for nb in root.glob("solutions/*.ipynb"))
     return [
