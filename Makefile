@@ -4,7 +4,7 @@
 PYTHON ?= python3
 CURSO  := $(PYTHON) curso.py
 
-TARGETS := setup lab test test-completo test-fast fuzz amenazas exercises solutions adapters images render \
+TARGETS := setup lab test test-completo test-fast fuzz amenazas llama exercises solutions adapters images render \
            bench bench-notebooks bench-train bench-grading clean
 .PHONY: $(TARGETS) grade release
 

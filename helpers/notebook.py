@@ -18,7 +18,8 @@ def quiet_library_output() -> None:
     - el diccionario que el `Trainer` escribe en cada registro: en su lugar, `progress.TrainingBar`;
     - el aviso «IProgress not found» de tqdm (sin ipywidgets, las barras salen como texto y van bien);
     - avisos informativos de transformers (los errores se siguen viendo);
-    - las barras «Loading weights» / «Writing model shards», que cambian en cada ejecución;
+    - las barras «Loading weights» / «Writing model shards», que cambian en cada ejecución, y la del lector
+      GGUF de transformers («Converting and de-quantizing GGUF tensors»);
     - el FutureWarning de `is_gradient_checkpointing`, que sale de dentro de transformers 5 y peft 0.21,
       no de nuestro código (nosotros ya usamos `activation_checkpointing`).
     """
@@ -34,6 +35,7 @@ def quiet_library_output() -> None:
     from .progress import TrainingBar
 
     datasets.disable_progress_bars()
+    _quiet_gguf_reader()
     transformers.logging.set_verbosity_error()
     transformers.logging.disable_progress_bar()
     # `TrainingArguments` apaga su barra (disable_tqdm) si su logger no muestra avisos: que los muestre.
@@ -74,3 +76,13 @@ def explained_warnings():
             print(f"ℹ️ {explanation}\n   ({short_path(w.filename)}: «{message.split('. ')[0]}.»)")
         else:
             warnings.warn_explicit(w.message, w.category, short_path(w.filename), w.lineno)
+
+
+def _quiet_gguf_reader() -> None:
+    """El lector GGUF de transformers (``from_pretrained(..., gguf_file=...)``) pinta su propia barra de tqdm."""
+    import functools
+
+    import transformers.modeling_gguf_pytorch_utils as reader
+    from tqdm.auto import tqdm
+
+    reader.tqdm = functools.partial(tqdm, disable=True)

@@ -32,11 +32,14 @@ DELTA_STEPS, DELTA_BATCH = 1, 2
 N_MIXED, THROUGHPUT_REPEATS, N_COMBINE_ROWS, SWAP_REPEATS = 4, 1, 2, 1
 DPO_MAX_STEPS, DPO_BATCH, DPO_DEFAULT_LR_STEPS, N_DPO_EVAL = 2, 2, 1, 2
 ''' + _SMALL_SPLITS,
+    "lora_deploy": '''# presupuesto diminuto de la prueba (no es del cuaderno)
+TEST_ROWS, HEART_QUESTIONS, HEART_ROWS, ADAPTER_ROWS, FAILURE_ROWS, LOGIT_ROWS = 4, 1, 2, 2, 2, 1
+''',
 }
 
 
 _FIRST_PARAMETER = {"load_lora_adapter_example": "N_SAMPLES =", "lora_finetuning": "MAIN_STEPS =",
-                    "lora_advanced": "DELTA_STEPS ="}
+                    "lora_advanced": "DELTA_STEPS =", "lora_deploy": "TEST_ROWS ="}
 
 
 def _is_parameters_cell(cell, name: str) -> bool:

@@ -29,3 +29,24 @@ def lenient_checks(monkeypatch):
 
     monkeypatch.delenv(STRICT_ENV, raising=False)
     monkeypatch.delenv(HANDOVER_ENV, raising=False)  # lo entregado por las soluciones con nbval no se pisa
+
+
+@pytest.fixture(scope="session")
+def dotted_adapter(tmp_path_factory):
+    """Una carpeta con un adaptador entrenado de verdad en el formato con puntos (el del alumno).
+
+    Si la suite acaba de ejecutar lora_finetuning (nbval), el que guardó; si no, se entrena con la receta del
+    cuaderno (unos 2 min en CPU). Ningún archivo del curso responde ese formato.
+    """
+    import subprocess
+    import sys
+
+    from helpers.paths import output_dir
+
+    saved = output_dir("lora_finetuning") / "adaptador"
+    if (saved / "adapter_config.json").is_file() and (saved / "adapter_model.safetensors").is_file():
+        return saved
+    folder = tmp_path_factory.mktemp("con-puntos") / "adaptador"
+    subprocess.run([sys.executable, "-m", "helpers.train", "--salida", str(folder)], check=True,
+                   capture_output=True)
+    return folder

