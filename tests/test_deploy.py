@@ -105,13 +105,17 @@ def test_grid_steps_are_those_of_each_format():
         deploy.grid_step(block, "Q2_K")
 
 
-def test_the_gguf_reader_of_transformers_draws_no_bar_in_the_notebooks():
+def test_the_gguf_reader_of_transformers_draws_no_bar_in_the_notebooks(monkeypatch):
+    """Sin tocar el resto del estado de las librerías (otras pruebas miran el ruido de antes)."""
     import transformers.modeling_gguf_pytorch_utils as reader
 
-    from helpers.notebook import quiet_library_output
+    from helpers import notebook
 
-    quiet_library_output()
+    monkeypatch.setattr(reader, "tqdm", reader.tqdm)  # se restaura al terminar
+    assert not reader.tqdm([1, 2]).disable
+    notebook._quiet_gguf_reader()
     assert reader.tqdm([1, 2]).disable
+    assert "_quiet_gguf_reader" in notebook.quiet_library_output.__code__.co_names  # y los cuadernos la llaman
 
 
 def test_llama_warnings_are_kept_without_paths_and_only_when_they_happen():

@@ -162,9 +162,9 @@ def export_gguf(merged, gguf_path, examples=None):
     expect(errors, "`merged` es el modelo base: no lleva ningún cambio. Fusiona el adaptador antes de exportar.")
     worst = max(errors, key=errors.get)
     expect(errors[worst] <= MAX_DELTA_ERROR,
-           f"En el GGUF, el cambio del ajuste fino en {worst} no es el del modelo fusionado (error relativo de ΔW "
-           f"{decimal(errors[worst], 2)}; se espera ≤ {decimal(MAX_DELTA_ERROR, 2)}). Cerca de 1: exportaste otro "
-           "modelo (¿el base?); mayor: revisa la permutación de q y k.")
+           f"En el GGUF, {worst} no lleva los pesos del modelo fusionado (diferencia {decimal(errors[worst], 2)} "
+           f"‖ΔW‖; se espera ≤ {decimal(MAX_DELTA_ERROR, 2)}). Cerca de 1: exportaste otro modelo (¿el base?); "
+           "mayor: revisa la permutación de q y k.")
     _expect_llama()
     prompts, expected, where = _task(examples, CHECK_ROWS)
     torch_out = _torch_answers(merged, prompts)
@@ -175,8 +175,9 @@ def export_gguf(merged, gguf_path, examples=None):
     expect(same >= MIN_AGREEMENT,
            f"llama.cpp responde distinto que PyTorch en {CHECK_ROWS - same} de {CHECK_ROWS} {where} (p. ej. "
            f"{llama_out[first]!r} frente a {torch_out[first]!r}).")
-    return (f"El GGUF lleva el ΔW de {integer(len(errors))} matrices (error relativo máximo "
-            f"{decimal(errors[worst], 4)}) y llama.cpp responde como PyTorch en {same}/{CHECK_ROWS} {where}.")
+    return (f"El GGUF lleva los pesos de `merged` en las {integer(len(errors))} matrices que cambió el ajuste "
+            f"(diferencia máxima {decimal(errors[worst], 4)} ‖ΔW‖) y llama.cpp responde como PyTorch en "
+            f"{same}/{CHECK_ROWS} {where}.")
 
 
 def format_hits(merged, prompts, expected, formats) -> dict[str, int]:
