@@ -23,8 +23,10 @@ ACTIVATION_TYPE = {"F32": "F32", "F16": "F16", "Q8_0": "Q8_0", "Q4_0": "Q8_0", "
 
 
 def agreement(first: list[str], second: list[str]) -> int:
-    """Cuántas respuestas son idénticas, fila a fila."""
-    return sum(a == b for a, b in zip(first, second, strict=True))
+    """Cuántas respuestas son idénticas, fila a fila (``helpers.evaluation.exact_match``)."""
+    from .evaluation import exact_match
+
+    return exact_match(first, second)
 
 
 def changed_layers(base_state: dict, merged_state: dict) -> list[str]:

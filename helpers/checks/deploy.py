@@ -131,7 +131,9 @@ def _task(examples, n: int):
 
 
 def _expect_fine_tune(torch_out, expected, where) -> int:
-    right = sum(a == b for a, b in zip(torch_out, expected))
+    from ..evaluation import exact_match
+
+    right = exact_match(torch_out, expected)
     expect(right >= MIN_RIGHT * len(expected) // CHECK_ROWS,
            f"El modelo fusionado acierta {right}/{len(expected)} {where} en el formato con puntos: lo que se "
            "despliega aquí es TU ajuste fino de lora_finetuning (ningún adaptador del curso responde ese formato). "
@@ -170,7 +172,9 @@ def export_gguf(merged, gguf_path, examples=None):
     torch_out = _torch_answers(merged, prompts)
     _expect_fine_tune(torch_out, expected, where)
     llama_out = _llama_answers(path, prompts)
-    same = sum(a == b for a, b in zip(torch_out, llama_out))
+    from ..evaluation import exact_match
+
+    same = exact_match(torch_out, llama_out)
     first = next((i for i, (a, b) in enumerate(zip(torch_out, llama_out)) if a != b), 0)
     expect(same >= MIN_AGREEMENT,
            f"llama.cpp responde distinto que PyTorch en {CHECK_ROWS - same} de {CHECK_ROWS} {where} (p. ej. "
@@ -182,13 +186,14 @@ def export_gguf(merged, gguf_path, examples=None):
 
 def format_hits(merged, prompts, expected, formats) -> dict[str, int]:
     """{formato: aciertos en llama.cpp} del modelo que la propia comprobación exporta en cada formato."""
+    from ..evaluation import exact_match
     from ..model import bundled_gguf
 
     found = {}
     with tempfile.TemporaryDirectory(prefix="formatos-") as tmp:
         for fmt in formats:
             path = export_model(merged, bundled_gguf(), Path(tmp) / f"{fmt}.gguf", fmt)
-            found[fmt] = sum(a == b for a, b in zip(_llama_answers(path, prompts), expected))
+            found[fmt] = exact_match(_llama_answers(path, prompts), expected)
             path.unlink()
     return found
 
@@ -215,7 +220,9 @@ def smallest_format(merged, gguf_path, examples=None):
     torch_out = _torch_answers(merged, prompts)
     reference = _expect_fine_tune(torch_out, expected, where)
     needed = KEEP_FRACTION * reference
-    submitted = sum(a == b for a, b in zip(_llama_answers(path, prompts), expected))
+    from ..evaluation import exact_match
+
+    submitted = exact_match(_llama_answers(path, prompts), expected)
     expect(submitted >= needed - MARGIN,
            f"Tu archivo ({fmt}) acierta {submitted}/{DECISION_ROWS} {where} en llama.cpp, frente a {reference}/"
            f"{DECISION_ROWS} en PyTorch: pierde el ajuste fino. Mide antes de decidir.")
